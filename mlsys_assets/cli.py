@@ -1,0 +1,108 @@
+"""`mlsys`: land data, run the demo, start the UI, print the settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlsys_assets.settings import dagster_home, mlsys_home
+
+INSTANCE_YAML = """\
+# Written by mlsys on first use; edit freely, it is not overwritten.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    # Steps in the "warehouse" pool write the single-writer DuckDB file: one at a time.
+    default_limit: 1
+"""
+
+
+def prepare_dagster_home() -> Path:
+    """Point DAGSTER_HOME at `MLSYS_HOME/dagster` unless it is set, and give a new instance its settings."""
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from mlsys_assets.core.landing import land_default_data
+    from mlsys_assets.resources import LandingZone
+
+    landing = LandingZone.from_env()
+    written = land_default_data(landing.path, args.start, args.end)
+    for source, count in written.items():
+        print(f"landed {count} new or changed {source} files in {Path(landing.path) / source}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from mlsys_assets.settings import settings_rows
+
+    for env, default, meaning in settings_rows():
+        print(f"{env:34} {default:32} {meaning}")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    prepare_dagster_home()
+    root = Path(__file__).resolve().parent.parent
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(args.port)]
+    if (root / "workspace.yaml").exists():
+        command += ["-w", str(root / "workspace.yaml")]
+    else:
+        command += ["-m", "mlsys_assets.definitions"]
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})", flush=True)
+    os.execv(command[0], command)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mlsys_assets.demo import run_demo
+
+    prepare_dagster_home()
+    return run_demo(start=args.start, end=args.end)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlsys", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    land = sub.add_parser("land", help="write one file per day per source into the landing zone")
+    land.add_argument("start", help="first day, e.g. 2013-01-01")
+    land.add_argument("end", nargs="?", help="last day (inclusive); defaults to START")
+    land.set_defaults(func=cmd_land)
+    demo = sub.add_parser("demo", help="land days of 2013 and run the pipeline over them")
+    demo.add_argument("--start", default=os.environ.get("MLSYS_DEMO_START", "2013-01-01"))
+    demo.add_argument("--end", default=os.environ.get("MLSYS_DEMO_END", "2013-01-31"))
+    demo.set_defaults(func=cmd_demo)
+    dev = sub.add_parser("dev", help="start the Dagster UI on 127.0.0.1 over MLSYS_HOME")
+    dev.add_argument("--port", type=int, default=int(os.environ.get("MLSYS_UI_PORT", "3000")))
+    dev.set_defaults(func=cmd_dev)
+    settings = sub.add_parser("settings", help="print every setting, its environment variable and default")
+    settings.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    status = args.func(args)
+    if args.command not in ("dev", "settings"):
+        print(f"done in {time.monotonic() - started:.1f} s (state in {mlsys_home()})")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""The one feature definition shared by training, batch scoring and online serving.
+
+`build_features` reads only what is known before departure: the schedule, the route and the weather
+observed at the origin at the start of the scheduled hour. Outcome columns (actual times, delays) are
+used for the label alone, and only when present, so a serving request without them yields the same
+features as the batch row it mirrors.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+DELAY_THRESHOLD_MINUTES = 15
+
+CATEGORICAL_FEATURES: tuple[str, ...] = ("carrier", "origin", "dest", "dep_hour_band")
+WEATHER_FEATURES: tuple[str, ...] = ("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
+                                     "pressure", "visib")
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "month", "day_of_week", "day_of_year", "is_weekend", "sched_dep_minute", "sched_arr_minute",
+    "scheduled_block_minutes", "distance", *WEATHER_FEATURES, "weather_missing",
+)
+FEATURE_COLUMNS: tuple[str, ...] = CATEGORICAL_FEATURES + NUMERIC_FEATURES
+KEY_COLUMNS: tuple[str, ...] = ("flight_id", "flight_date")
+LABEL = "is_delayed"
+
+# What a request must carry: the schedule of a flight, as in a landing file, without outcomes.
+REQUEST_COLUMNS: tuple[str, ...] = ("year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier",
+                                    "flight", "origin", "dest", "distance")
+WEATHER_KEY: tuple[str, ...] = ("origin", "year", "month", "day", "hour")
+
+HOUR_BANDS = ((0, "night"), (6, "morning"), (12, "afternoon"), (17, "evening"))
+
+
+def hour_band(hour: pd.Series) -> pd.Series:
+    """night [0, 6), morning [6, 12), afternoon [12, 17), evening [17, 24)."""
+    edges = [start for start, _ in HOUR_BANDS] + [24]
+    labels = [name for _, name in HOUR_BANDS]
+    return pd.cut(hour, bins=edges, right=False, labels=labels).astype("str")
+
+
+def flight_ids(flights: pd.DataFrame) -> pd.Series:
+    """A readable key, unique per scheduled flight: `2013-01-01-UA1545-EWR-0515`."""
+    return (_dates(flights).dt.strftime("%Y-%m-%d") + "-" + flights["carrier"].astype(str)
+            + flights["flight"].astype("int64").astype(str) + "-" + flights["origin"].astype(str) + "-"
+            + flights["sched_dep_time"].astype("int64").map("{:04d}".format))
+
+
+def _dates(flights: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(pd.DataFrame({"year": flights["year"].astype("int64"),
+                                        "month": flights["month"].astype("int64"),
+                                        "day": flights["day"].astype("int64")}))
+
+
+def _minute_of_day(hhmm: pd.Series) -> pd.Series:
+    hhmm = hhmm.astype("float64")
+    return (hhmm // 100) * 60 + hhmm % 100
+
+
+def label(flights: pd.DataFrame) -> pd.Series:
+    """1 if the flight arrived more than 15 minutes late, was cancelled or diverted; missing without outcomes."""
+    if "arr_delay" not in flights or "dep_time" not in flights:
+        return pd.Series(pd.NA, index=flights.index, dtype="Int64")
+    arrived = flights["arr_delay"].notna()
+    late = flights["arr_delay"] > DELAY_THRESHOLD_MINUTES
+    return (late | ~arrived).astype("Int64")
+
+
+def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+    """Feature rows for flights: keys, features in `FEATURE_COLUMNS` order, and the label.
+
+    `flights` needs `REQUEST_COLUMNS` (and `hour`, derived from the schedule when absent); `weather`
+    holds validated hourly observations, of which the one at the origin and scheduled hour is used.
+    """
+    flights = flights.reset_index(drop=True)
+    dates = _dates(flights)
+    hour = (flights["sched_dep_time"].astype("int64") // 100)
+    dep_minute = _minute_of_day(flights["sched_dep_time"])
+    arr_minute = _minute_of_day(flights["sched_arr_time"])
+    out = pd.DataFrame({
+        "flight_id": flight_ids(flights),
+        "flight_date": dates.dt.strftime("%Y-%m-%d"),
+        "carrier": flights["carrier"].astype("str"),
+        "origin": flights["origin"].astype("str"),
+        "dest": flights["dest"].astype("str"),
+        "dep_hour_band": hour_band(hour),
+        "month": dates.dt.month.astype("float64"),
+        "day_of_week": dates.dt.dayofweek.astype("float64"),
+        "day_of_year": dates.dt.dayofyear.astype("float64"),
+        "is_weekend": (dates.dt.dayofweek >= 5).astype("float64"),
+        "sched_dep_minute": dep_minute,
+        "sched_arr_minute": arr_minute,
+        "scheduled_block_minutes": (arr_minute - dep_minute) % 1440,
+        "distance": flights["distance"].astype("float64"),
+    })
+    keys = pd.DataFrame({"origin": out["origin"], "year": dates.dt.year.astype("int64"),
+                         "month": dates.dt.month.astype("int64"), "day": dates.dt.day.astype("int64"),
+                         "hour": hour.astype("int64")})
+    observed = weather.loc[:, [*WEATHER_KEY, *WEATHER_FEATURES]].copy()
+    for column in WEATHER_KEY[1:]:
+        observed[column] = observed[column].astype("int64")
+    observed["origin"] = observed["origin"].astype("str")
+    observed = observed.drop_duplicates(subset=list(WEATHER_KEY), keep="first")
+    joined = keys.merge(observed, on=list(WEATHER_KEY), how="left", validate="many_to_one")
+    for column in WEATHER_FEATURES:
+        out[column] = joined[column].astype("float64").to_numpy()
+    out["weather_missing"] = joined[list(WEATHER_FEATURES)].isna().all(axis=1).astype("float64").to_numpy()
+    out[LABEL] = label(flights).to_numpy()
+    return out[[*KEY_COLUMNS, *FEATURE_COLUMNS, LABEL]]
+
+
+def feature_matrix(features: pd.DataFrame) -> pd.DataFrame:
+    """The model's input: exactly `FEATURE_COLUMNS`, in order, with stable dtypes."""
+    matrix = features.loc[:, list(FEATURE_COLUMNS)].copy()
+    for column in CATEGORICAL_FEATURES:
+        matrix[column] = matrix[column].astype("str")
+    for column in NUMERIC_FEATURES:
+        matrix[column] = matrix[column].astype("float64")
+    return matrix
+

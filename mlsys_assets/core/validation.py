@@ -1,0 +1,117 @@
+"""Split raw rows into valid rows and quarantined rows, each quarantined row with its reasons.
+
+Every input row leaves in exactly one of the two frames: `len(valid) + len(quarantined) == len(raw)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+QUARANTINE_COLUMNS = ("failed_checks", "failed_columns", "failure_values", "reason")
+LINEAGE_COLUMNS = ("source_file", "source_row")
+
+
+@dataclass
+class ValidationResult:
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame
+
+    def reason_counts(self) -> pd.DataFrame:
+        """How many rows failed each check on each column (a row can fail several)."""
+        if self.quarantined.empty:
+            return pd.DataFrame({"check": [], "column": [], "rows": []})
+        pairs = self.quarantined[["failed_checks", "failed_columns"]].apply(
+            lambda r: list(zip(r["failed_checks"].split("; "), r["failed_columns"].split("; "), strict=True)),
+            axis=1).explode()
+        counts = pd.DataFrame(pairs.tolist(), columns=["check", "column"]).value_counts().rename("rows")
+        return counts.reset_index()
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_name(check: object) -> str:
+    text = str(check)
+    if text.startswith("isin("):
+        return "isin(allowed values)"
+    if text.startswith("field_uniqueness") or text.startswith("multiple_fields_uniqueness"):
+        return "unique_key"
+    return text
+
+
+def _failures(frame: pd.DataFrame, source: str, day: str) -> pd.DataFrame:
+    """One row per (row index, check, column, value) that fails."""
+    from mlsys_assets.core.schemas import ROW_CHECK_COLUMNS, schema_for
+
+    found: list[pd.DataFrame] = []  # columns: index, check, column, value
+    parse = frame["parse_errors"].dropna()
+    if not parse.empty:
+        found.append(pd.DataFrame({"index": parse.index, "check": "parseable", "column": parse.str.split("=").str[0],
+                                   "value": parse.values}))
+    year, month, dom = (int(part) for part in day.split("-"))
+    wrong_day = ~((frame["year"] == year) & (frame["month"] == month) & (frame["day"] == dom)).fillna(False)
+    if wrong_day.any():
+        dates = frame.loc[wrong_day, ["year", "month", "day"]].astype(str).agg("-".join, axis=1)
+        found.append(pd.DataFrame({"index": dates.index, "check": f"belongs_to_partition({day})",
+                                   "column": "year/month/day", "value": dates.values}))
+
+    import pandera.errors
+
+    checked = frame.drop(columns=["parse_errors"])
+    try:
+        schema_for(source).validate(checked, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        row_level = cases[cases["index"].notna()]
+        if len(row_level) < len(cases):
+            unplaced = cases[cases["index"].isna()]
+            raise ValueError(f"schema failures that name no row: {unplaced[['column', 'check']].to_dict('records')}") \
+                from errors
+        found.append(pd.DataFrame({
+            "index": row_level["index"].astype("int64").values,
+            "check": row_level["check"].map(_check_name).values,
+            "column": row_level["column"].fillna(row_level["schema_context"]).astype(str).values,
+            "value": row_level["failure_case"].map(_short).values,
+        }))
+    if not found:
+        return pd.DataFrame({"index": [], "check": [], "column": [], "value": []})
+    failures = pd.concat(found, ignore_index=True)
+    # A row-wise rule reports one case per column of the failing row: say it once, with the values it read.
+    failures = failures.drop_duplicates(subset=["index", "check"], keep="first").reset_index(drop=True)
+    for check, columns in ROW_CHECK_COLUMNS[source].items():
+        hit = failures["check"] == check
+        if hit.any():
+            rows = frame.loc[failures.loc[hit, "index"], columns]
+            failures.loc[hit, "column"] = "+".join(columns)
+            failures.loc[hit, "value"] = [", ".join(f"{c}={v}" for c, v in zip(columns, values, strict=True))
+                                          for values in rows.itertuples(index=False)]
+    return failures
+
+
+def validate_rows(raw: pd.DataFrame, source: str, day: str) -> ValidationResult:
+    """Validate the raw rows of one source for one day (lazily: every failure of every row is reported)."""
+    frame = raw.reset_index(drop=True)
+    failures = _failures(frame, source, day)
+    bad_index = pd.Index(failures["index"].unique()).astype("int64")
+    quarantined = frame.loc[bad_index].copy()
+    if not quarantined.empty:
+        grouped = failures.groupby("index", sort=False)
+        summary = pd.DataFrame({
+            "failed_checks": grouped["check"].agg("; ".join),
+            "failed_columns": grouped["column"].agg("; ".join),
+            "failure_values": grouped["value"].agg(lambda v: "; ".join(map(str, v))),
+        })
+        summary["reason"] = grouped.apply(
+            lambda g: "; ".join(f"{c} failed {k} (value {v})" if k != "parseable" else str(v)
+                                for k, c, v in zip(g["check"], g["column"], g["value"], strict=True)),
+            include_groups=False)
+        quarantined = quarantined.join(summary)
+    else:
+        for column in QUARANTINE_COLUMNS:
+            quarantined[column] = pd.Series(dtype=object)
+    valid = frame.drop(index=bad_index).drop(columns=["parse_errors"])
+    return ValidationResult(valid=valid.reset_index(drop=True), quarantined=quarantined.reset_index(drop=True))

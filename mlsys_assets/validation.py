@@ -1,0 +1,82 @@
+"""Validated and quarantined tables: every raw row lands in exactly one of them, with reasons for the latter."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    AssetsDefinition,
+    MaterializeResult,
+    multi_asset,
+)
+
+from mlsys_assets.core.sources import FLIGHTS, WEATHER, Source
+from mlsys_assets.core.warehouse import PartitionWrite, count_rows, read_days, replace_partitions
+from mlsys_assets.ingestion import OWNERS
+from mlsys_assets.metadata import markdown_table, table_metadata
+from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.resources import QualityPolicy, Warehouse
+
+
+def validation_assets(source: Source) -> AssetsDefinition:
+    raw, valid, quarantine = f"raw_{source.name}", f"validated_{source.name}", f"quarantined_{source.name}"
+
+    @multi_asset(
+        name=f"validate_{source.name}",
+        outs={
+            valid: AssetOut(
+                description=f"{source.name.capitalize()} rows that pass every rule of the pandera schema.",
+                kinds={"duckdb", "pandera"}, owners=OWNERS, metadata={"partition_expr": "partition_date"}),
+            quarantine: AssetOut(
+                description=(f"{source.name.capitalize()} rows that broke a rule, kept whole with the checks, "
+                             "columns and values that failed and a readable reason."),
+                kinds={"duckdb", "pandera"}, owners=OWNERS, metadata={"partition_expr": "partition_date"}),
+        },
+        deps=[raw],
+        partitions_def=daily_partitions,
+        group_name="validation",
+        pool="warehouse",
+        check_specs=[
+            AssetCheckSpec("no_rows_lost", asset=valid, blocking=True,
+                           description=f"Every row of {raw} for the day is in {valid} or {quarantine}."),
+            AssetCheckSpec("quarantine_rate_below_threshold", asset=valid,
+                           description="The share of the day's rows quarantined stays under the policy's limit."),
+        ],
+    )
+    def _validate(context: AssetExecutionContext, warehouse: Warehouse, quality: QualityPolicy):
+        from mlsys_assets.core.validation import validate_rows
+
+        day = context.partition_key
+        with warehouse.get_connection() as con:
+            rows = read_days(con, raw, [day], order_by=["source_row"]).drop(columns=["partition_date"])
+        result = validate_rows(rows.drop(columns=["ingested_at"], errors="ignore"), source.name, day)
+        with warehouse.get_connection() as con:
+            replace_partitions(con, [PartitionWrite(valid, result.valid, day),
+                                     PartitionWrite(quarantine, result.quarantined, day)])
+            counts = {table: count_rows(con, table, day) for table in (raw, valid, quarantine)}
+        reasons = result.reason_counts()
+        rate = counts[quarantine] / counts[raw] if counts[raw] else 0.0
+        yield MaterializeResult(asset_key=AssetKey(valid), metadata={
+            **table_metadata(result.valid), "quarantined_rows": counts[quarantine], "quarantine_rate": rate})
+        yield MaterializeResult(asset_key=AssetKey(quarantine), metadata={
+            **table_metadata(result.quarantined[["source_row", "reason"]] if len(result.quarantined)
+                             else result.quarantined),
+            "reasons": markdown_table(reasons, max_rows=20), "quarantine_rate": rate})
+        yield AssetCheckResult(
+            check_name="no_rows_lost", asset_key=AssetKey(valid),
+            passed=counts[raw] == counts[valid] + counts[quarantine],
+            metadata={"raw_rows": counts[raw], "validated_rows": counts[valid],
+                      "quarantined_rows": counts[quarantine]})
+        yield AssetCheckResult(
+            check_name="quarantine_rate_below_threshold", asset_key=AssetKey(valid),
+            passed=rate <= quality.max_quarantine_rate, severity=AssetCheckSeverity.WARN,
+            metadata={"quarantine_rate": rate, "threshold": quality.max_quarantine_rate,
+                      "top_reasons": markdown_table(reasons, max_rows=5)})
+
+    return _validate
+
+
+validate_flights = validation_assets(FLIGHTS)
+validate_weather = validation_assets(WEATHER)

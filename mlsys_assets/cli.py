@@ -9,33 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlsys_assets.settings import dagster_home, mlsys_home
-
-INSTANCE_YAML = """\
-# Written by mlsys on first use; edit freely, it is not overwritten.
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-  pools:
-    # Steps in the "warehouse" pool write the single-writer DuckDB file: one at a time.
-    default_limit: 1
-"""
-
-
-def prepare_dagster_home() -> Path:
-    """Point DAGSTER_HOME at `MLSYS_HOME/dagster` unless it is set, and give a new instance its settings."""
-    home = dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
+from mlsys_assets.instance import prepare_dagster_home
+from mlsys_assets.settings import mlsys_home
 
 def cmd_land(args: argparse.Namespace) -> int:
     from mlsys_assets.core.landing import land_default_data
@@ -51,7 +26,13 @@ def cmd_land(args: argparse.Namespace) -> int:
 def cmd_settings(args: argparse.Namespace) -> int:
     from mlsys_assets.settings import settings_rows
 
-    for env, default, meaning in settings_rows():
+    rows = settings_rows()
+    if args.markdown:
+        print("| variable | default | meaning |\n| --- | --- | --- |")
+        for env, default, meaning in rows:
+            print(f"| `{env}` | `{default}` | {meaning} |")
+        return 0
+    for env, default, meaning in rows:
         print(f"{env:34} {default:32} {meaning}")
     return 0
 
@@ -91,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=int(os.environ.get("MLSYS_UI_PORT", "3000")))
     dev.set_defaults(func=cmd_dev)
     settings = sub.add_parser("settings", help="print every setting, its environment variable and default")
+    settings.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     settings.set_defaults(func=cmd_settings)
     return parser
 

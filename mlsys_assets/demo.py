@@ -13,7 +13,7 @@ def run_demo(start: str, end: str) -> int:
     from dagster import DagsterInstance
 
     from mlsys_assets.core.warehouse import read_frame
-    from mlsys_assets.definitions import defs
+    from mlsys_assets.definitions import build_defs
     from mlsys_assets.resources import LandingZone, Warehouse
 
     landing, warehouse = LandingZone.from_env(), Warehouse.from_env()
@@ -21,7 +21,7 @@ def run_demo(start: str, end: str) -> int:
     written = land_default_data(landing.path, start, end)
     print(f"landed {len(days)} days ({start} .. {end}) into {landing.path}: "
           + ", ".join(f"{n} new {s} files" for s, n in written.items()), flush=True)
-    job = defs.resolve_job_def("daily_pipeline")
+    job = build_defs().resolve_job_def("daily_pipeline")
     instance = DagsterInstance.get()
     failed: list[str] = []
     started = time.monotonic()

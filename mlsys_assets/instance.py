@@ -1,0 +1,33 @@
+"""The Dagster instance under MLSYS_HOME: where it lives and the settings a new one starts with."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlsys_assets.settings import dagster_home
+
+INSTANCE_YAML = """\
+# Written by mlsys for a new instance; edit freely, it is never overwritten.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+  pools:
+    # Steps in the "warehouse" pool write the single-writer DuckDB file: one at a time.
+    default_limit: 1
+"""
+
+
+def prepare_dagster_home() -> Path:
+    """Point DAGSTER_HOME at `MLSYS_HOME/dagster` unless it is set, and give a new instance its settings."""
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home

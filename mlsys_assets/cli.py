@@ -12,6 +12,7 @@ from pathlib import Path
 from mlsys_assets.instance import prepare_dagster_home
 from mlsys_assets.settings import mlsys_home
 
+
 def cmd_land(args: argparse.Namespace) -> int:
     from mlsys_assets.core.landing import land_default_data
     from mlsys_assets.resources import LandingZone

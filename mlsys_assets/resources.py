@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,4 +67,59 @@ class QualityPolicy(EnvResource):
                                   "check fails (warning severity).")
 
 
-ALL_RESOURCES: tuple[type[EnvResource], ...] = (Warehouse, LandingZone, QualityPolicy)
+class MlflowStore(EnvResource):
+    """MLflow tracking and model registry; a SQLite store under MLSYS_HOME unless a server URI is given."""
+
+    home_paths: ClassVar[dict[str, tuple[str, str]]] = {"store_dir": ("MLSYS_MLFLOW_DIR", "mlflow")}
+    store_dir: str = Field(description="Folder of the embedded MLflow store (`mlflow.db` and `artifacts/`).")
+    tracking_uri: str = Field(default="", description="Tracking and registry URI; empty means "
+                                                      "`sqlite:///<store_dir>/mlflow.db`. Any MLflow server URI works.")
+    experiment: str = Field(default="flight_delay", description="MLflow experiment of the training runs.")
+    model_name: str = Field(default="flight_delay", description="Registered model name.")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links.")
+
+    def registry(self):  # -> core.registry.Registry (imported here: mlflow costs seconds to import)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlsys_assets.core.registry import Registry
+
+        uri = self.tracking_uri or f"sqlite:///{Path(self.store_dir) / 'mlflow.db'}"
+        return Registry(tracking_uri=uri, artifact_root=str(Path(self.store_dir) / "artifacts"),
+                        experiment=self.experiment, model_name=self.model_name, ui_url=self.ui_url)
+
+
+class TrainingPolicy(EnvResource):
+    """The training window, the model's hyperparameters and the promotion gate."""
+
+    window_days: int = Field(default=60, description="Days of features in the training set (the most recent ones).")
+    holdout_days: int = Field(default=7, description="Most recent days of the window held out for evaluation.")
+    estimator: str = Field(default="hist_gradient_boosting",
+                           description="`hist_gradient_boosting` or `logistic_regression`.")
+    learning_rate: float = Field(default=0.08, description="Gradient boosting learning rate.")
+    max_iter: int = Field(default=200, description="Boosting iterations.")
+    max_leaf_nodes: int = Field(default=31, description="Leaves per tree.")
+    l2_regularization: float = Field(default=1.0, description="L2 penalty (inverse C for logistic regression).")
+    random_state: int = Field(default=42, description="Seed of every random choice in training.")
+    decision_threshold: float = Field(default=0.35, description="Probability at or above which a flight is "
+                                                                "predicted delayed.")
+    primary_metric: str = Field(default="roc_auc", description="Metric the promotion gate compares.")
+    min_improvement: float = Field(default=0.002, description="How much a candidate must beat the champion by.")
+    slice_tolerance: float = Field(default=0.02, description="Largest regression allowed on any slice.")
+    slice_min_rows: int = Field(default=200, description="Slices with fewer holdout rows are not judged.")
+    absolute_floor: float = Field(default=0.6, description="What a first model must reach on the primary metric.")
+
+    def model_params(self):  # -> core.model.ModelParams
+        from mlsys_assets.core.model import ModelParams
+
+        return ModelParams(estimator=self.estimator, learning_rate=self.learning_rate, max_iter=self.max_iter,
+                           max_leaf_nodes=self.max_leaf_nodes, l2_regularization=self.l2_regularization,
+                           random_state=self.random_state)
+
+    def gate_policy(self):  # -> core.evaluation.GatePolicy
+        from mlsys_assets.core.evaluation import GatePolicy
+
+        return GatePolicy(primary_metric=self.primary_metric, min_improvement=self.min_improvement,
+                          slice_tolerance=self.slice_tolerance, slice_min_rows=self.slice_min_rows,
+                          absolute_floor=self.absolute_floor)
+
+
+ALL_RESOURCES: tuple[type[EnvResource], ...] = (Warehouse, LandingZone, QualityPolicy, MlflowStore, TrainingPolicy)

@@ -88,3 +88,29 @@ def count_rows(con: duckdb.DuckDBPyConnection, table: str, day: str) -> int:
     if not table_exists(con, table):
         return 0
     return int(scalar(con, f"SELECT count(*) FROM {table} WHERE {PARTITION_COLUMN} = CAST(? AS DATE)", [day]))
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Replace all rows of an unpartitioned table in one transaction (DELETE + INSERT, no file growth)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register("_incoming", _plain(frame))
+        if table_exists(con, table):
+            con.execute(f"DELETE FROM {table}")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+        else:
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM _incoming")
+        con.unregister("_incoming")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(frame)
+
+
+def partition_days(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The days a partitioned table holds rows for, oldest first."""
+    if not table_exists(con, table):
+        return []
+    rows = con.execute(f"SELECT DISTINCT strftime({PARTITION_COLUMN}, '%Y-%m-%d') FROM {table} ORDER BY 1").fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,174 @@
+"""MLflow tracking and the model registry: logging candidates, aliases, loading, and the alias history.
+
+MLflow keeps only where an alias points now; `promotion_history` in the warehouse keeps every move
+(promotion, rejection, rollback) with the numbers behind it. Imported only where a model is handled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports from an offline system
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a logged model lives: enough to load it and to link to it."""
+
+    run_id: str
+    model_uri: str
+    experiment_id: str
+    version: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Registry:
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+    model_name: str
+    ui_url: str
+
+    def activate(self) -> str:
+        """Point MLflow's process-wide client at this store; returns the experiment id."""
+        Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        found = mlflow.get_experiment_by_name(self.experiment)
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(
+            self.experiment, artifact_location=str(Path(self.artifact_root) / self.experiment))
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, version: str) -> str:
+        return f"{self.ui_url}/#/models/{self.model_name}/versions/{version}"
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version an alias points at, or None when the model or the alias does not exist."""
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def version_ref(self, version: str) -> ModelRef:
+        found = self.client.get_model_version(self.model_name, version)
+        run = self.client.get_run(found.run_id)
+        return ModelRef(run_id=found.run_id, model_uri=f"models:/{self.model_name}/{version}",
+                        experiment_id=run.info.experiment_id, version=str(version))
+
+    def register(self, ref: ModelRef, tags: dict[str, str]) -> str:
+        found = self.client.search_logged_models(
+            experiment_ids=[ref.experiment_id], filter_string=f"source_run_id = '{ref.run_id}'")
+        source = f"models:/{found[0].model_id}" if found else ref.model_uri
+        version = mlflow.register_model(source, self.model_name, tags=tags)
+        return str(version.version)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, alias, version)
+
+    def delete_alias(self, alias: str) -> None:
+        self.client.delete_registered_model_alias(self.model_name, alias)
+
+    def load(self, version: str) -> object:
+        """The scikit-learn pipeline of a registered version."""
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")
+
+
+def pip_requirements() -> list[str]:
+    """Pinned explicitly: MLflow's own inference costs seconds per logged model."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "scipy", "skops")]
+
+
+def trusted_types(pipeline: object) -> list[str]:
+    """The types skops must be told to trust: scikit-learn's own (HistGradientBoosting's predictors) and the
+    `functools.partial` its loss objects hold; anything else is refused rather than trusted blindly."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    foreign = [t for t in untrusted if not t.startswith("sklearn.") and t != "functools.partial"]
+    if foreign:
+        raise ValueError(f"refusing to trust non-scikit-learn types in the model: {foreign}")
+    return untrusted
+
+
+HISTORY_DDL = """
+CREATE TABLE IF NOT EXISTS promotion_history (
+    decided_at TIMESTAMP, model_name VARCHAR, action VARCHAR, candidate_version VARCHAR,
+    previous_champion VARCHAR, champion_after VARCHAR, primary_metric VARCHAR, candidate_value DOUBLE,
+    champion_value DOUBLE, reason VARCHAR, dagster_run_id VARCHAR, mlflow_run_id VARCHAR, details VARCHAR)
+"""
+
+
+def record_history(con: duckdb.DuckDBPyConnection, *, model_name: str, action: str, candidate_version: str | None,
+                   previous_champion: str | None, champion_after: str | None, reason: str,
+                   dagster_run_id: str, primary_metric: str | None = None, candidate_value: float | None = None,
+                   champion_value: float | None = None, mlflow_run_id: str | None = None,
+                   details: dict | None = None) -> None:
+    """Append one alias move (or refusal to move) to `promotion_history`."""
+    con.execute(HISTORY_DDL)
+    con.execute(
+        "INSERT INTO promotion_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [datetime.now(UTC).replace(tzinfo=None), model_name, action, candidate_version, previous_champion,
+         champion_after, primary_metric, candidate_value, champion_value, reason, dagster_run_id, mlflow_run_id,
+         json.dumps(details or {}, default=str)])
+
+
+def read_history(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.DataFrame:
+    con.execute(HISTORY_DDL)
+    return con.sql("SELECT * FROM promotion_history WHERE model_name = ? ORDER BY decided_at",
+                   params=[model_name]).to_arrow_table().to_pandas()
+
+
+def previous_champion(history: pd.DataFrame, current: str | None) -> str | None:
+    """The champion before `current`: where the latest promotion onto it came from (rollbacks walk back)."""
+    moves = history[(history["action"] == "promote") & (history["champion_after"] == current)]
+    if moves.empty:
+        return None
+    return moves["previous_champion"].iloc[-1]
+
+
+def rollback(registry: Registry, con: duckdb.DuckDBPyConnection, reason: str, dagster_run_id: str) -> tuple[str, str]:
+    """Move @champion back to the champion before it; returns (from version, to version)."""
+    current = registry.alias_version(CHAMPION)
+    if current is None:
+        raise ValueError(f"registered model {registry.model_name!r} has no @champion to roll back")
+    history = read_history(con, registry.model_name)
+    target = previous_champion(history, current)
+    if target is None:
+        raise ValueError(f"no previous champion of {registry.model_name!r} before version {current} in "
+                         "promotion_history")
+    registry.set_alias(CHAMPION, target)
+    record_history(con, model_name=registry.model_name, action="rollback", candidate_version=target,
+                   previous_champion=current, champion_after=target, reason=reason, dagster_run_id=dagster_run_id)
+    return current, target

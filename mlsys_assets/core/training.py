@@ -1,0 +1,33 @@
+"""The training set: a time-ordered window of feature days, split by time (never at random)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+
+from mlsys_assets.core.features import LABEL
+
+
+def window_days(available: list[str], window: int) -> list[str]:
+    """The most recent `window` days among those available, oldest first."""
+    return sorted(available)[-window:] if window > 0 else []
+
+
+def split_by_time(features: pd.DataFrame, holdout_days: int) -> pd.DataFrame:
+    """Mark the most recent `holdout_days` days as holdout and the rest as train."""
+    days = sorted(features["flight_date"].unique())
+    if len(days) < 2:
+        raise ValueError(f"a time split needs at least 2 days of features, found {len(days)}")
+    holdout_days = min(max(holdout_days, 1), len(days) - 1)
+    cutoff = days[-holdout_days]
+    labelled = features[features[LABEL].notna()].copy()
+    labelled["split"] = (labelled["flight_date"] >= cutoff).map({True: "holdout", False: "train"})
+    return labelled.sort_values(["flight_date", "flight_id"], kind="stable").reset_index(drop=True)
+
+
+def dataset_digest(frame: pd.DataFrame) -> str:
+    """A content digest of a dataset, independent of row order in storage: its data version."""
+    ordered = frame.sort_values("flight_id", kind="stable")
+    hashed = pd.util.hash_pandas_object(ordered.drop(columns=["partition_date"], errors="ignore"), index=False)
+    return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()

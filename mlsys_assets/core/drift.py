@@ -28,7 +28,6 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 TABLE_COLUMNS = ("column", "test", "value", "threshold", "drifted")
-UNSEEN = "__unseen__"
 NAN = float("nan")
 
 
@@ -194,7 +193,7 @@ def _categorical_rows(values: pd.Series, ref: CategoricalReference, t: DriftThre
     counts = present.value_counts()
     cats = list(ref.proportions)
     observed = np.array([counts.get(k, 0) for k in cats] + [counts[~counts.index.isin(cats)].sum()], float)
-    expected = np.array([ref.proportions[k] for k in cats] + [0.0])  # UNSEEN: 0 here, epsilon after clipping
+    expected = np.array([ref.proportions[k] for k in cats] + [0.0])  # unseen bucket: 0 here, epsilon in psi
     psi_v = js = chi2_p = unseen = NAN
     if observed.sum() > 0 and cats:
         actual = observed / observed.sum()

@@ -36,11 +36,14 @@ def build_pipeline(params: ModelParams) -> Pipeline:
     """Encoding and classifier in one Pipeline, so nothing is fitted outside it and serving cannot drift."""
     if params.estimator == "hist_gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.feature_selection import VarianceThreshold
 
+        # Categorical columns come first, so the classifier's categorical indices hold whatever is dropped after
+        # them; constant numeric columns (one day's month, say) are dropped, which HGB's binning cannot take.
         encode = ColumnTransformer(
             [("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
                                             encoded_missing_value=-2, dtype=np.float64), list(CATEGORICAL_FEATURES)),
-             ("numeric", "passthrough", list(NUMERIC_FEATURES))],
+             ("numeric", VarianceThreshold(0.0), list(NUMERIC_FEATURES))],
             verbose_feature_names_out=False)
         classifier = HistGradientBoostingClassifier(
             learning_rate=params.learning_rate, max_iter=params.max_iter, max_leaf_nodes=params.max_leaf_nodes,
@@ -105,7 +108,8 @@ class RateBaseline(ClassifierMixin, BaseEstimator):
     def to_frame(self) -> pd.DataFrame:
         """The fitted rates as a table, so the warehouse can publish the baseline beside the model."""
         keys = list(self.rates_)
-        return pd.DataFrame({"carrier": [k.split("|")[0] for k in keys], "dep_hour_band": [k.split("|")[1] for k in keys],
+        return pd.DataFrame({"carrier": [k.split("|")[0] for k in keys],
+                             "dep_hour_band": [k.split("|")[1] for k in keys],
                              "delay_rate": list(self.rates_.values()), "global_rate": self.global_rate_})
 
     @classmethod

@@ -1,0 +1,127 @@
+"""The model lifecycle against a real MLflow store and DuckDB file in a temporary MLSYS_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetKey
+
+from mlsys_assets.core.evaluation import GatePolicy, promotion_decision
+from mlsys_tests.conftest import DAYS, query, run_day
+
+SMALL = {"window_days": 2, "holdout_days": 1, "max_iter": 40, "slice_min_rows": 100, "absolute_floor": 0.5}
+
+
+def retrain(defs, instance, **overrides):
+    config = {**SMALL, **overrides}
+    return defs.resolve_job_def("retraining").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"resources": {"training": {"config": config}},
+                    "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+
+
+def history(home: Path) -> pd.DataFrame:
+    rows = query(home, "SELECT action, candidate_version, previous_champion, champion_after, reason "
+                       "FROM promotion_history ORDER BY decided_at")
+    return pd.DataFrame(rows, columns=["action", "candidate", "previous", "after", "reason"])
+
+
+@pytest.fixture
+def two_days(defs, instance, mlsys_home: Path) -> Path:
+    for day in DAYS:
+        assert run_day(defs, instance, day).success
+    return mlsys_home
+
+
+def registry(home: Path):
+    from mlsys_assets.resources import MlflowStore
+
+    found = MlflowStore.from_env().registry()
+    found.activate()
+    return found
+
+
+@pytest.mark.slow
+def test_train_register_promote_then_identical_retrain_is_rejected(defs, instance, two_days: Path) -> None:
+    predictions = query(two_days, "SELECT DISTINCT model_version, is_fallback FROM batch_predictions")
+    assert predictions == [("baseline", True)]  # no champion yet: the baseline scored the days
+
+    first = retrain(defs, instance)
+    assert first.success
+    reg = registry(two_days)
+    assert reg.alias_version("champion") == "1"
+    assert history(two_days)[["action", "candidate", "after"]].values.tolist() == [["promote", "1", "1"]]
+
+    materialization = instance.get_latest_materialization_event(AssetKey("candidate_model")).asset_materialization
+    run_id = materialization.metadata["mlflow_run_id"].value
+    run = reg.client.get_run(run_id)
+    assert run.data.tags["dagster.run_id"] == first.run_id
+    assert run.data.tags["mlsys.partition_range"] == f"{DAYS[0]}..{DAYS[1]}"
+    assert run.data.params["max_iter"] == "40" and run.data.params["random_state"] == "42"
+    digests = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
+    assert set(digests) == {"training_set.train", "training_set.holdout"} and all(digests.values())
+    assert reg.client.get_model_version("flight_delay", "1").run_id == run_id
+
+    second = retrain(defs, instance)
+    assert not second.success  # the blocking gate check stops the run before champion_model
+    planned = {e.step_key for e in second.all_events if e.event_type_value == "STEP_SUCCESS"}
+    assert "champion_model" not in planned
+    assert reg.alias_version("champion") == "1"
+    assert reg.alias_version("challenger") == "2"
+    last = history(two_days).iloc[-1]
+    assert (last["action"], last["candidate"], last["after"]) == ("reject", "2", "1")
+    assert "improvement +0.0000 < required 0.0020" in last["reason"]
+
+    metrics = [reg.client.get_run(r).data.metrics for r in
+               (run_id, reg.client.get_model_version("flight_delay", "2").run_id)]
+    for name in ("holdout_roc_auc", "holdout_log_loss", "holdout_brier", "holdout_average_precision"):
+        assert metrics[0][name] == metrics[1][name]  # same data and config -> same model and metrics
+
+    assert run_day(defs, instance, DAYS[1]).success
+    scored = query(two_days, "SELECT DISTINCT model_name, model_version, mlflow_run_id, is_fallback "
+                             "FROM batch_predictions WHERE partition_date = ?", [DAYS[1]])
+    assert scored == [("flight_delay", "1", run_id, False)]
+
+
+@pytest.mark.slow
+def test_a_better_candidate_is_promoted_and_rollback_restores_the_previous(defs, instance, two_days: Path) -> None:
+    assert retrain(defs, instance, max_iter=1, learning_rate=0.01).success
+    assert retrain(defs, instance, max_iter=60, slice_tolerance=1.0).success
+    reg = registry(two_days)
+    assert reg.alias_version("champion") == "2"
+    assert history(two_days)["action"].tolist() == ["promote", "promote"]
+
+    result = defs.resolve_job_def("rollback_champion").execute_in_process(
+        instance=instance, run_config={"ops": {"rollback_champion_op": {"config": {"reason": "bad live AUC"}}}})
+    assert result.success
+    assert reg.alias_version("champion") == "1"
+    last = history(two_days).iloc[-1]
+    assert (last["action"], last["previous"], last["after"], last["reason"]) == ("rollback", "2", "1", "bad live AUC")
+    champion = instance.get_latest_materialization_event(AssetKey("champion_model")).asset_materialization
+    assert champion.metadata["champion_version"].value == "1"
+
+    again = defs.resolve_job_def("rollback_champion").execute_in_process(instance=instance, raise_on_error=False)
+    assert not again.success  # version 1 was the first champion: nothing before it
+    assert reg.alias_version("champion") == "1"
+
+
+SLICES = pd.DataFrame({"slice": ["carrier", "carrier"], "value": ["UA", "9E"], "rows": [500, 50],
+                       "roc_auc": [0.70, 0.70]})
+
+
+def test_gate_first_model_needs_the_floor() -> None:
+    policy = GatePolicy(absolute_floor=0.65)
+    assert promotion_decision({"roc_auc": 0.66}, None, SLICES, None, policy).promote
+    refused = promotion_decision({"roc_auc": 0.64}, None, SLICES, None, policy)
+    assert not refused.promote and "misses the floor" in refused.summary
+
+
+def test_gate_refuses_a_regressing_slice_with_enough_rows() -> None:
+    policy = GatePolicy(min_improvement=0.002, slice_tolerance=0.02, slice_min_rows=100)
+    champion = SLICES.assign(roc_auc=[0.75, 0.90])
+    decision = promotion_decision({"roc_auc": 0.80}, {"roc_auc": 0.70}, SLICES, champion, policy)
+    assert not decision.promote
+    assert decision.regressed_slices == ["carrier=UA"]  # 9E regressed more but has too few rows to judge
+    assert promotion_decision({"roc_auc": 0.80}, {"roc_auc": 0.70}, SLICES, SLICES, policy).promote

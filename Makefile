@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast dev lint format bench clean reset
+.PHONY: help install demo test test-fast dev mlflow lint format bench clean reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ test-fast: $(STAMP) ## the test suite without the slow end-to-end tests
 
 dev: $(STAMP) ## the Dagster UI on http://127.0.0.1:3000 over the same state as the demo
 	$(BIN)/mlsys dev
+
+mlflow: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the embedded store
+	$(BIN)/mlsys mlflow
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -58,6 +58,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(start=args.start, end=args.end)
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from mlsys_assets.definitions import build_defs
+
+    prepare_dagster_home()
+    result = build_defs().resolve_job_def("rollback_champion").execute_in_process(
+        instance=DagsterInstance.get(), raise_on_error=False,
+        run_config={"ops": {"rollback_champion_op": {"config": {"reason": args.reason}}},
+                    "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        tags={"mlsys/launched_by": "cli"})
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            meta = event.event_specific_data.materialization.metadata
+            print(f"@champion moved from version {meta['previous_champion'].value} to "
+                  f"{meta['champion_version'].value}: {args.reason}")
+        if event.event_type_value == "STEP_FAILURE":
+            print(f"rollback failed: {event.event_specific_data.error.message.strip()}", file=sys.stderr)
+    return 0 if result.success else 1
+
+
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    from mlsys_assets.resources import MlflowStore
+
+    store = MlflowStore.from_env()
+    uri = store.tracking_uri or f"sqlite:///{Path(store.store_dir) / 'mlflow.db'}"
+    bin_dir = Path(sys.executable).parent
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    command = [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]
+    print(f"MLflow UI on http://127.0.0.1:{args.port} ({uri})", flush=True)
+    os.execv(command[0], command)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="start the Dagster UI on 127.0.0.1 over MLSYS_HOME")
     dev.add_argument("--port", type=int, default=int(os.environ.get("MLSYS_UI_PORT", "3000")))
     dev.set_defaults(func=cmd_dev)
+    rollback = sub.add_parser("rollback", help="move @champion back to the previous champion")
+    rollback.add_argument("--reason", required=True, help="why (recorded in promotion_history)")
+    rollback.set_defaults(func=cmd_rollback)
+    mlflow_ui = sub.add_parser("mlflow", help="start the MLflow UI on 127.0.0.1 over the embedded store")
+    mlflow_ui.add_argument("--port", type=int, default=5000)
+    mlflow_ui.set_defaults(func=cmd_mlflow_ui)
     settings = sub.add_parser("settings", help="print every setting, its environment variable and default")
     settings.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     settings.set_defaults(func=cmd_settings)
@@ -82,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
     status = args.func(args)
-    if args.command not in ("dev", "settings"):
+    if args.command in ("land", "demo"):
         print(f"done in {time.monotonic() - started:.1f} s (state in {mlsys_home()})")
     return status
 

@@ -23,6 +23,12 @@ daily_pipeline = define_asset_job(
     description="One day of the feed: landing files -> raw -> validated (and quarantined) -> features -> "
                 "batch predictions.",
 )
+batch_scoring = define_asset_job(
+    "batch_scoring",
+    selection=AssetSelection.assets("batch_predictions"),
+    partitions_def=daily_partitions,
+    description="Rescore days with the current champion (after a promotion or a rollback).",
+)
 retraining = define_asset_job(
     "retraining",
     selection=AssetSelection.groups("training"),
@@ -36,7 +42,7 @@ def build_defs() -> Definitions:
     return Definitions(
         assets=[raw_flights, raw_weather, validate_flights, validate_weather, flight_features, training_set,
                 candidate_model, model_evaluation, champion_model, batch_predictions],
-        jobs=[daily_pipeline, retraining, rollback_champion],
+        jobs=[daily_pipeline, batch_scoring, retraining, rollback_champion],
         resources={
             "warehouse": Warehouse.from_env(),
             "landing": LandingZone.from_env(),

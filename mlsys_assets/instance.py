@@ -9,6 +9,20 @@ from mlsys_assets.settings import dagster_home
 
 INSTANCE_YAML = """\
 # Written by mlsys for a new instance; edit freely, it is never overwritten.
+# One consolidated SQLite event log: about twice as fast per run as the default run-sharded one, and its
+# event ids are global, which the sensors' cursors rely on.
+run_storage:
+  module: dagster._core.storage.runs
+  class: SqliteRunStorage
+  config: {{base_dir: "{home}/history"}}
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config: {{base_dir: "{home}/history"}}
+schedule_storage:
+  module: dagster._core.storage.schedules
+  class: SqliteScheduleStorage
+  config: {{base_dir: "{home}/schedules"}}
 telemetry:
   enabled: false
 nux:
@@ -28,6 +42,6 @@ def prepare_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML)
+        config.write_text(INSTANCE_YAML.format(home=home))
     os.environ["DAGSTER_HOME"] = str(home)
     return home

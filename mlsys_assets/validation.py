@@ -39,9 +39,9 @@ def validation_assets(source: Source) -> AssetsDefinition:
         group_name="validation",
         pool="warehouse",
         check_specs=[
-            AssetCheckSpec("no_rows_lost", asset=valid, blocking=True,
+            AssetCheckSpec("no_rows_lost", asset=valid, blocking=True, partitions_def=daily_partitions,
                            description=f"Every row of {raw} for the day is in {valid} or {quarantine}."),
-            AssetCheckSpec("quarantine_rate_below_threshold", asset=valid,
+            AssetCheckSpec("quarantine_rate_below_threshold", asset=valid, partitions_def=daily_partitions,
                            description="The share of the day's rows quarantined stays under the policy's limit."),
         ],
     )

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast dev mlflow lint format bench clean reset
+.PHONY: help install demo test test-fast dev mlflow serve lint format bench clean reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ dev: $(STAMP) ## the Dagster UI on http://127.0.0.1:3000 over the same state as 
 mlflow: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(BIN)/mlsys mlflow
 
+serve: $(STAMP) ## the champion over HTTP on http://127.0.0.1:5001 (POST /invocations)
+	$(BIN)/mlsys serve
+
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
@@ -43,7 +46,7 @@ format: $(STAMP) ## ruff's fixes and formatting of imports
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP) ## benchmarks (not part of make test); prints ratios against in-run baselines
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.serving
 
 reset: ## delete all state (MLSYS_HOME, .mlsys by default)
 	rm -rf "$${MLSYS_HOME:-.mlsys}"

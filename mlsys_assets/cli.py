@@ -1,4 +1,4 @@
-"""`mlsys`: land data, run the demo, start the UI, print the settings."""
+"""`mlsys`: land data, run the demo, start the UIs, serve the champion, print the settings."""
 
 from __future__ import annotations
 
@@ -94,6 +94,12 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mlsys_assets.core.serving import main as serve
+
+    return serve(args.serve_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     mlflow_ui = sub.add_parser("mlflow", help="start the MLflow UI on 127.0.0.1 over the embedded store")
     mlflow_ui.add_argument("--port", type=int, default=5000)
     mlflow_ui.set_defaults(func=cmd_mlflow_ui)
+    serve = sub.add_parser("serve", help="serve @champion over HTTP on 127.0.0.1 (MLflow's scoring protocol)",
+                           add_help=False)
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER, help="--port N (see `mlsys serve --help`)")
+    serve.set_defaults(func=cmd_serve)
     settings = sub.add_parser("settings", help="print every setting, its environment variable and default")
     settings.add_argument("--markdown", action="store_true", help="as the README's Markdown table")
     settings.set_defaults(func=cmd_settings)

@@ -1,101 +1,214 @@
-"""The demo: land days of 2013, run the daily pipeline on each, train and promote a model, score the days."""
+"""The demo: replay a stretch of 2013 as if it were happening. Each day's files land, and the sensors and
+automation conditions of the code location do the rest (through the in-process daemon, against the real
+instance under MLSYS_HOME): ingestion, validation, features, scoring, drift, live performance, the first
+training once enough history exists, retraining when a check fails, alerts. The demo itself decides nothing."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from mlsys_assets.core.landing import day_range, land_default_data
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+from mlsys_assets.core.landing import day_range, deliver_day, land_default_data
 
 
-def _progress(number: int, total: int, label: str, ok: bool, started: float) -> None:
-    print(f"[{number:>3}/{total}] {label} {'ok' if ok else 'FAILED'} ({time.monotonic() - started:.0f} s)", flush=True)
+@dataclass
+class DayLog:
+    day: str
+    seconds: float
+    runs: int
+    failed_runs: list[str] = field(default_factory=list)
+    retrainings: list[str] = field(default_factory=list)
+
+
+def _retraining_outcome(con, run) -> str:
+    from mlsys_assets.core.warehouse import read_frame, table_exists
+
+    decision = read_frame(con, "SELECT action, candidate_version, champion_after, reason FROM promotion_history "
+                               "WHERE dagster_run_id = ? ORDER BY decided_at DESC LIMIT 1", [run.run_id]) \
+        if table_exists(con, "promotion_history") else None
+    if decision is None or decision.empty:
+        return "no decision (run failed before the gate)" if not run.success else "no decision"
+    row = decision.iloc[0]
+    after = row["champion_after"] if isinstance(row["champion_after"], str) else None
+    return (f"{row['action']} v{row['candidate_version']}, @champion {'v' + after if after else 'none'}: "
+            f"{row['reason']}")
+
+
+def _day_line(con, instance, day: str) -> str:
+    from dagster import AssetCheckKey, AssetKey
+
+    from mlsys_assets.core.warehouse import read_frame, table_exists
+
+    def scalar(sql: str, params: list) -> object:
+        frame = read_frame(con, sql, params)
+        return frame.iloc[0, 0] if len(frame) else None
+
+    flights = scalar("SELECT count(*) FROM raw_flights WHERE partition_date = ?", [day]) \
+        if table_exists(con, "raw_flights") else 0
+    quarantined = scalar("SELECT count(*) FROM quarantined_flights WHERE partition_date = ?", [day]) \
+        if table_exists(con, "quarantined_flights") else 0
+    scorer = scalar("SELECT any_value(model_version) FROM batch_predictions WHERE partition_date = ? "
+                    "AND role = 'champion'", [day]) if table_exists(con, "batch_predictions") else None
+    check = AssetCheckKey(AssetKey("feature_drift"), "features_within_drift_threshold")
+    records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
+    drift = "-"
+    if records and records[0].partition == day:
+        drift = "DRIFTED" if records[0].status.value == "FAILED" else "no"
+    live = read_frame(con, "SELECT model_version, roc_auc FROM live_performance WHERE source = 'batch' AND "
+                           "role = 'champion' AND \"window\" <> 'day' AND partition_date = CAST(? AS DATE) - 1",
+                      [day]) if table_exists(con, "live_performance") else None
+    live_text = (f"{live['roc_auc'].iloc[0]:.3f} (v{live['model_version'].iloc[0]})"
+                 if live is not None and len(live) and live["roc_auc"].notna().iloc[0] else "-")
+    return (f"{day}  flights {flights:>4} ({quarantined} quarantined)  scored by "
+            f"{'v' + str(scorer) if scorer not in (None, 'baseline') else 'baseline'}  drift {drift:7}  "
+            f"live AUC, last 7 labelled days {live_text}")
 
 
 def run_demo(start: str, end: str) -> int:
+    import logging
+
     from dagster import DagsterInstance
 
-    from mlsys_assets.core.warehouse import read_frame, table_exists
     from mlsys_assets.definitions import build_defs
-    from mlsys_assets.resources import LandingZone, Warehouse
+    from mlsys_assets.replay import InProcessDaemon
+    from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
+    from mlsys_assets.settings import mlsys_home
 
+    # the automation sensor logs every evaluation at INFO; the demo prints its own line per day
+    logging.getLogger("dagster").addFilter(lambda record: record.levelno >= logging.WARNING)
     landing, warehouse = LandingZone.from_env(), Warehouse.from_env()
     days = day_range(start, end)
-    written = land_default_data(landing.path, start, end)
-    print(f"landed {len(days)} days ({start} .. {end}) into {landing.path}: "
-          + ", ".join(f"{n} new {s} files" for s, n in written.items()), flush=True)
     defs = build_defs()
     instance = DagsterInstance.get()
-    tags = {"mlsys/launched_by": "demo"}
-    failed: list[str] = []
+    # the gate's rejections fail their runs by design (a blocking check); the demo reports them itself
+    daemon = InProcessDaemon(defs, instance, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+    daemon.start()
+    feed = Path(mlsys_home()) / "feed"  # staged once under MLSYS_HOME, delivered one day at a time
+    land_default_data(feed, start, end)
+    policy = AutomationPolicy.from_env()
+    print(f"replaying {len(days)} days ({start} .. {end}): each day's files land in {landing.path} and the "
+          f"sensors and automation of the code location take it from there.\nThe first training waits for "
+          f"{policy.min_history_days} days of features; a failed drift or performance check retrains at most "
+          f"once per {policy.retrain_cooldown_days} days.\n", flush=True)
+    logs: list[DayLog] = []
     started = time.monotonic()
+    for day in days:
+        day_started = time.monotonic()
+        before = len(daemon.launched)
+        deliver_day(feed, landing.path, day)
+        daemon.tick("landing_files_sensor")
+        daemon.settle()
+        retrains = daemon.tick("retraining_sensor")
+        if retrains:
+            daemon.settle()
+        daemon.tick("check_failure_alert_sensor")
+        runs = daemon.launched[before:]
+        log = DayLog(day, time.monotonic() - day_started, len(runs),
+                     [f"{r.job} {r.partition or ''} ({', '.join(r.assets) or 'all'})".strip() for r in runs
+                      if not r.success and r.job != "retraining"])
+        with warehouse.get_connection() as con:
+            print(_day_line(con, instance, day) + f"  [{len(runs)} runs, {log.seconds:.1f} s]", flush=True)
+            for run in retrains:
+                log.retrainings.append(run.run_id)
+                print(f"    retraining requested by retraining_sensor: {run.tags['mlsys/retrain_reason']}\n"
+                      f"    -> {_retraining_outcome(con, run)}", flush=True)
+        for failed in log.failed_runs:
+            print(f"    FAILED run: {failed}", flush=True)
+        logs.append(log)
 
-    print("\n1. daily pipeline: raw -> validated -> features -> batch predictions, one run per day")
-    daily = defs.resolve_job_def("daily_pipeline")
-    for number, day in enumerate(days, start=1):
-        result = daily.execute_in_process(partition_key=day, instance=instance, raise_on_error=False, tags=tags,
-                                          run_config=QUIET)
-        failed += [] if result.success else [day]
-        _progress(number, len(days), day, result.success, started)
+    report = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[_key("monitoring_report")], raise_on_error=False,
+        tags={"dagster/schedule_name": "daily_monitoring_schedule", "mlsys/launched_by": "demo"},
+        run_config=daemon.run_config)
+    report_path = None
+    for event in report.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            meta = event.event_specific_data.materialization.metadata
+            report_path = next((v.value for k, v in meta.items() if k in ("path", "report")), None)
+    _summary(warehouse, instance, daemon, logs, time.monotonic() - started, report_path)
+    return 1 if any(log.failed_runs for log in logs) or not report.success else 0
 
-    print("\n2. retraining: training set -> candidate -> evaluation -> promotion gate")
-    retrain = defs.resolve_job_def("retraining").execute_in_process(
-        instance=instance, raise_on_error=False, tags=tags, run_config=QUIET)
-    print(f"retraining run {retrain.run_id[:8]}: {'promoted' if retrain.success else 'not promoted'}")
 
-    print("\n3. batch scoring of every day with the champion")
-    scoring = defs.resolve_job_def("batch_scoring")
-    for number, day in enumerate(days, start=1):
-        result = scoring.execute_in_process(partition_key=day, instance=instance, raise_on_error=False, tags=tags,
-                                            run_config=QUIET)
-        failed += [] if result.success else [f"{day} (scoring)"]
-        if number in (1, len(days)) or number % 10 == 0:
-            _progress(number, len(days), day, result.success, started)
+def _key(name: str):
+    from dagster import AssetKey
+
+    return AssetKey(name)
+
+
+def _drifted_days(instance) -> list[str]:
+    """Days whose latest drift check failed."""
+    from dagster import AssetCheckKey, AssetKey
+
+    check = AssetCheckKey(AssetKey("feature_drift"), "features_within_drift_threshold")
+    latest: dict[str, str] = {}
+    for record in reversed(instance.event_log_storage.get_asset_check_execution_history(check, limit=5000)):
+        latest[record.partition or ""] = record.status.value
+    return sorted(day for day, status in latest.items() if status == "FAILED")
+
+
+def _summary(warehouse, instance, daemon, logs: list[DayLog], seconds: float, report_path: str | None) -> None:
+    from mlsys_assets.core.warehouse import read_frame, table_exists
+
+    def indent(frame) -> str:
+        return "  " + frame.to_string(index=False).replace("\n", "\n  ")
 
     with warehouse.get_connection() as con:
-        summary = read_frame(con, """
+        counts = read_frame(con, """
             SELECT (SELECT count(*) FROM raw_flights) AS raw_flights,
                    (SELECT count(*) FROM validated_flights) AS validated_flights,
                    (SELECT count(*) FROM quarantined_flights) AS quarantined_flights,
                    (SELECT count(*) FROM raw_weather) AS raw_weather,
                    (SELECT count(*) FROM validated_weather) AS validated_weather,
                    (SELECT count(*) FROM quarantined_weather) AS quarantined_weather,
-                   (SELECT count(*) FROM flight_features) AS feature_rows,
-                   (SELECT avg(is_delayed) FROM flight_features) AS delayed_rate,
-                   (SELECT count(*) FROM batch_predictions) AS predictions
-        """).to_dict("records")[0]
+                   (SELECT count(*) FROM batch_predictions) AS predictions""").iloc[0]
         reasons = read_frame(con, """
             SELECT 'flights' AS source, failed_checks, count(*) AS rows FROM quarantined_flights GROUP BY ALL
-            UNION ALL
-            SELECT 'weather', failed_checks, count(*) FROM quarantined_weather GROUP BY ALL
-            ORDER BY rows DESC LIMIT 8""")
-        history = read_frame(con, "SELECT action, candidate_version, champion_after, reason FROM promotion_history "
+            UNION ALL SELECT 'weather', failed_checks, count(*) FROM quarantined_weather GROUP BY ALL
+            ORDER BY rows DESC LIMIT 5""")
+        history = read_frame(con, "SELECT strftime(decided_at, '%H:%M:%S') AS at, action, candidate_version AS "
+                                  "candidate, champion_after, round(candidate_value, 4) AS candidate_auc, "
+                                  "round(champion_value, 4) AS champion_auc, dagster_run_id FROM promotion_history "
                                   "ORDER BY decided_at") if table_exists(con, "promotion_history") else None
-        scored = read_frame(con, "SELECT model_version, count(*) AS rows, avg(probability) AS mean_probability "
-                                 "FROM batch_predictions GROUP BY ALL ORDER BY ALL")
-        evaluation = read_frame(con, "SELECT role, model_version, roc_auc, average_precision, log_loss, brier, "
-                                     "precision, recall FROM model_evaluations WHERE slice = 'overall' "
-                                     "AND evaluated_run_id = ?", [retrain.run_id]) \
-            if table_exists(con, "model_evaluations") else None
+        weekly = read_frame(con, """
+            SELECT strftime(date_trunc('week', partition_date), '%Y-%m-%d') AS week_of,
+                   string_agg(DISTINCT model_version, ',') AS champion, round(avg(roc_auc), 3) AS live_roc_auc,
+                   round(sum(expected_cost), 0) AS expected_cost, sum(rows) AS labelled_flights
+            FROM live_performance WHERE source = 'batch' AND role = 'champion' AND "window" = 'day'
+            GROUP BY ALL ORDER BY 1""") if table_exists(con, "live_performance") else None
+        alerts = read_frame(con, "SELECT kind, severity, count(*) AS alerts FROM alerts GROUP BY ALL ORDER BY ALL") \
+            if table_exists(con, "alerts") else None
 
-    print("\nsummary")
-    for key, value in summary.items():
-        print(f"  {key:22} {value:,.3f}" if isinstance(value, float) else f"  {key:22} {value:,}")
+    print(f"\nsummary ({len(logs)} days in {seconds:.0f} s, {seconds / max(len(logs), 1):.1f} s a day, "
+          f"{len(daemon.launched)} runs launched by sensors and automation)")
+    for name, value in counts.items():
+        print(f"  {name:22} {int(value):,}")
     if len(reasons):
-        print("quarantine reasons")
-        for row in reasons.itertuples(index=False):
-            print(f"  {row.source:8} {row.rows:>6,}  {row.failed_checks}")
-    if evaluation is not None and len(evaluation):
-        print("holdout evaluation")
-        print("  " + evaluation.round(4).to_string(index=False).replace("\n", "\n  "))
+        print("quarantine reasons (top 5)")
+        print(indent(reasons))
+    triggers = {run.run_id: run.tags.get("mlsys/trigger_check", "") for run in daemon.launched
+                if run.job == "retraining"}
     if history is not None and len(history):
-        print("promotion history")
-        for row in history.itertuples(index=False):
-            print(f"  {row.action:8} version {row.candidate_version:>3} -> champion {row.champion_after}: {row.reason}")
-    print("predictions by model version")
-    print("  " + scored.round(4).to_string(index=False).replace("\n", "\n  "))
+        history["trigger"] = history.pop("dagster_run_id").map(triggers).fillna("manual")
+        promoted = int((history["action"] == "promote").sum())
+        print(f"models: {len(history)} trained, {promoted} promoted "
+              f"({sum('features_within_drift_threshold' in t for t in triggers.values())} retrainings triggered "
+              f"by drift, {sum('performance_above_floor' in t for t in triggers.values())} by live performance)")
+        print(indent(history))
+    else:
+        print("models: none trained yet (the first training waits for enough days of features)")
+    drifted = _drifted_days(instance)
+    print(f"drifted days: {len(drifted)}" + (f" ({', '.join(drifted)})" if drifted else ""))
+    if weekly is not None and len(weekly):
+        print("the champion's live metric over time (labels arrive a day late)")
+        print(indent(weekly))
+    if alerts is not None and len(alerts):
+        print("alerts")
+        print(indent(alerts))
+    if report_path:
+        print(f"monitoring report: {report_path}")
+    failed = [f for log in logs for f in log.failed_runs]
     if failed:
-        print(f"failed: {', '.join(failed)} (see `make dev` for the runs)")
-    print("\nnext: `make dev` (Dagster UI, http://127.0.0.1:3000) and `make mlflow` (MLflow UI, http://127.0.0.1:5000)")
-    return 1 if failed else 0
+        print(f"failed runs: {', '.join(failed)} (see `make dev`)")
+    print("\nnext: `make dev` (Dagster UI, http://127.0.0.1:3000: runs, sensor ticks, lineage), `make mlflow` "
+          "(MLflow UI, http://127.0.0.1:5000), `make serve` (the champion over HTTP)")

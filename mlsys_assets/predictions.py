@@ -39,7 +39,7 @@ def batch_predictions(context: AssetExecutionContext, warehouse: Warehouse, mlfl
     model name, version and MLflow run id on each row, so any prediction traces back to its model and
     training data. Without a loadable champion the baseline scores the day, and every row says so."""
     from mlsys_assets.core.model import delay_probability
-    from mlsys_assets.core.registry import CHAMPION
+    from mlsys_assets.core.registry import CHALLENGER, CHAMPION
 
     day = context.partition_key
     with warehouse.get_connection() as con:
@@ -60,20 +60,38 @@ def batch_predictions(context: AssetExecutionContext, warehouse: Warehouse, mlfl
     if model is None:
         context.log.warning(f"scoring {day} with the baseline: {fallback_reason}")
         model = load_baseline(warehouse, day)
-    probability = delay_probability(model, features)
-    predictions = pd.DataFrame({
-        "flight_id": features["flight_id"], "flight_date": features["flight_date"],
-        "probability": probability, "predicted_label": (probability >= training.decision_threshold).astype("int64"),
-        "model_name": registry.model_name if version else "baseline",
-        "model_version": version or "baseline", "mlflow_run_id": run_id, "role": "champion",
-        "is_fallback": version is None, "scored_by_run": context.run.run_id,
-    })
+
+    def scored(model: object, model_version: str | None, model_run_id: str | None, role: str) -> pd.DataFrame:
+        probability = delay_probability(model, features)
+        return pd.DataFrame({
+            "flight_id": features["flight_id"], "flight_date": features["flight_date"],
+            "probability": probability,
+            "predicted_label": (probability >= training.decision_threshold).astype("int64"),
+            "model_name": registry.model_name if model_version else "baseline",
+            "model_version": model_version or "baseline", "mlflow_run_id": model_run_id, "role": role,
+            "is_fallback": model_version is None, "scored_by_run": context.run.run_id,
+        })
+
+    predictions = scored(model, version, run_id, "champion")
+    frames, shadow = [predictions], "none"
+    if version is not None:  # a @challenger is scored in shadow, so live performance can compare the two
+        try:
+            challenger = registry.alias_version(CHALLENGER)
+            if challenger is not None and challenger != version:
+                frames.append(scored(registry.load(challenger), challenger,
+                                     registry.version_ref(challenger).run_id, "challenger"))
+                shadow = challenger
+        except Exception as exc:  # the shadow never stops the champion's predictions
+            context.log.warning(f"challenger not scored on {day}: {type(exc).__name__}: {exc}")
+            shadow = f"failed: {type(exc).__name__}"
     with warehouse.get_connection() as con:
-        replace_partitions(con, [PartitionWrite("batch_predictions", predictions, day)])
+        replace_partitions(con, [PartitionWrite("batch_predictions", pd.concat(frames, ignore_index=True), day)])
+    probability = predictions["probability"]
     return MaterializeResult(metadata={
         **table_metadata(predictions),
         "model_version": version or "baseline",
         "fallback": fallback_reason or "no",
+        "challenger_version": shadow,
         "mean_probability": float(probability.mean()) if len(probability) else 0.0,
         "predicted_delayed_rate": float(predictions["predicted_label"].mean()) if len(predictions) else 0.0,
         **({"model": MetadataValue.url(registry.version_url(version))} if version else {}),

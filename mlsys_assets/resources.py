@@ -13,6 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from mlsys_assets.core.features import WEATHER_FEATURES
 from mlsys_assets.core.sources import Source
 from mlsys_assets.settings import EnvResource
 
@@ -122,4 +123,67 @@ class TrainingPolicy(EnvResource):
                           absolute_floor=self.absolute_floor)
 
 
-ALL_RESOURCES: tuple[type[EnvResource], ...] = (Warehouse, LandingZone, QualityPolicy, MlflowStore, TrainingPolicy)
+class AutomationPolicy(EnvResource):
+    """How eagerly failed checks retrain the model."""
+
+    retrain_cooldown_days: int = Field(default=7, description="Data days after a check-triggered retraining during "
+                                                              "which further failed checks trigger none.")
+    retrain_on_checks: bool = Field(default=True, description="Whether failed drift or performance checks "
+                                                              "trigger retraining at all.")
+    min_history_days: int = Field(default=14, description="Days of features the retraining sensor waits for "
+                                                          "before it requests the first training (no champion yet).")
+
+
+CALENDAR_COLUMNS = ["month", "day_of_week", "day_of_year", "is_weekend"]  # = core.monitoring.CALENDAR_FEATURES
+
+
+class MonitoringPolicy(EnvResource):
+    """When labels count as arrived, what a mistake costs, and the bars of the drift and performance checks."""
+
+    label_delay_days: int = Field(
+        default=1, description="Days until a flight's label is known: the labels of day D are in once the "
+                               "flight_features partition D + delay is materialized.")
+    rolling_days: int = Field(default=7, description="Days in the rolling window of live performance.")
+    cost_missed_delay: float = Field(default=50.0, description="Cost of a delayed flight predicted on time "
+                                                               "(false negative).")
+    cost_false_alarm: float = Field(default=10.0, description="Cost of an on-time flight predicted delayed "
+                                                              "(false positive).")
+    min_live_roc_auc: float = Field(default=0.6, description="Live ROC AUC of the champion below which the "
+                                                             "performance check fails with error severity.")
+    max_auc_drop: float = Field(default=0.05, description="Drop of live ROC AUC below the champion's holdout ROC "
+                                                          "AUC beyond which the performance check warns.")
+    performance_window: str = Field(
+        default="rolling", description="Live ROC AUC the performance check judges: `rolling` (the rolling window) "
+                                       "or `day` (one day: much noisier, measured 0.36-0.72 for one model).")
+    drifted_share: float = Field(default=0.3, description="A day has drifted when more than this share of the "
+                                                          "monitored feature columns drifted.")
+    drift_ignored_columns: list[str] = Field(
+        default=CALENDAR_COLUMNS, description="Columns left out of feature drift: calendar columns hold one value a "
+                                              "day, so they differ from any multi-day reference.")
+    drift_day_level_columns: list[str] = Field(
+        default=list(WEATHER_FEATURES), description="Columns with one value per origin and hour (weather), judged "
+                                                    "by their Wasserstein shift alone.")
+    day_level_wasserstein: float = Field(
+        default=3.0, description="Shift, in reference standard deviations, past which a day-level column drifted.")
+    day_level_missing_rate: float = Field(
+        default=0.9, description="Change of a day-level column's missing rate past which it drifted (gusts are "
+                                 "reported on gusty days only; a weather outage shows in weather_missing).")
+
+    def drift_policy(self):  # -> core.monitoring.DriftPolicy
+        from mlsys_assets.core.drift import DriftThresholds
+        from mlsys_assets.core.monitoring import DriftPolicy
+
+        return DriftPolicy(thresholds=DriftThresholds(drifted_share=self.drifted_share),
+                           ignored=tuple(self.drift_ignored_columns), day_level=tuple(self.drift_day_level_columns),
+                           day_level_wasserstein=self.day_level_wasserstein,
+                           day_level_missing_rate=self.day_level_missing_rate)
+
+    def cost_policy(self, threshold: float):  # -> core.monitoring.CostPolicy
+        from mlsys_assets.core.monitoring import CostPolicy
+
+        return CostPolicy(threshold=threshold, cost_missed_delay=self.cost_missed_delay,
+                          cost_false_alarm=self.cost_false_alarm)
+
+
+ALL_RESOURCES: tuple[type[EnvResource], ...] = (Warehouse, LandingZone, QualityPolicy, MlflowStore, TrainingPolicy,
+                                                AutomationPolicy, MonitoringPolicy)

@@ -113,14 +113,18 @@ GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("MLSYS_DEMO_START", "2013-01-01", "First day `make demo` lands and processes."),
     ("MLSYS_DEMO_END", "2013-01-31", "Last day `make demo` lands and processes."),
     ("MLSYS_UI_PORT", "3000", "Port of `make dev` (the Dagster UI, on 127.0.0.1)."),
+    ("MLSYS_REPORTS_DIR", "$MLSYS_HOME/reports", "Where `monitoring_report` writes its HTML pages."),
+    ("MLSYS_ALERTS_DIR", "$MLSYS_HOME/alerts", "JSON lines of every alert (failed runs, failed checks), read by "
+                                               "the `alerts` asset."),
 )
 
 
 def settings_rows() -> list[tuple[str, str, str]]:
     """Every setting: (environment variable, default, meaning); the README's table is this list."""
+    from mlsys_assets.core.serving import SERVE_SETTINGS
     from mlsys_assets.resources import ALL_RESOURCES
 
     rows = list(GLOBAL_SETTINGS)
     for resource in ALL_RESOURCES:
         rows.extend(resource.settings_table())
-    return rows
+    return rows + list(SERVE_SETTINGS)

@@ -80,9 +80,14 @@ def test_train_register_promote_then_identical_retrain_is_rejected(defs, instanc
         assert metrics[0][name] == metrics[1][name]  # same data and config -> same model and metrics
 
     assert run_day(defs, instance, DAYS[1]).success
-    scored = query(two_days, "SELECT DISTINCT model_name, model_version, mlflow_run_id, is_fallback "
-                             "FROM batch_predictions WHERE partition_date = ?", [DAYS[1]])
-    assert scored == [("flight_delay", "1", run_id, False)]
+    scored = query(two_days, "SELECT DISTINCT role, model_name, model_version, mlflow_run_id, is_fallback "
+                             "FROM batch_predictions WHERE partition_date = ? ORDER BY role", [DAYS[1]])
+    challenger_run = reg.client.get_model_version("flight_delay", "2").run_id
+    assert scored == [("challenger", "flight_delay", "2", challenger_run, False),  # scored in shadow
+                      ("champion", "flight_delay", "1", run_id, False)]
+    per_role = query(two_days, "SELECT role, count(*) FROM batch_predictions WHERE partition_date = ? "
+                               "GROUP BY role ORDER BY role", [DAYS[1]])
+    assert per_role[0][1] == per_role[1][1] > 0  # every flight scored by both
 
 
 @pytest.mark.slow

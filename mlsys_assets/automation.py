@@ -52,6 +52,22 @@ def when_upstream_day_updates(ignore: Sequence[str] = ()) -> AutomationCondition
     ).with_label("when the upstream day updates and its blocking checks passed")
 
 
+def when_all_upstream_days_exist(ignore: Sequence[str] = ()) -> AutomationCondition:
+    """For an asset that reads a later upstream day (live performance of D needs the features of D + 1, its
+    labels): like `when_upstream_day_updates`, but only once every mapped upstream partition is materialized,
+    not merely about to be. Dagster's eager conditions let a partition run in the same tick as a missing
+    upstream partition that is being requested, and two runs of one tick may start in any order."""
+    updated = AC.any_deps_match(AC.newly_updated())
+    if ignore:
+        updated = updated.ignore(AssetSelection.assets(*ignore))
+    return (
+        (AC.newly_missing() | updated).since_last_handled()
+        & ~AC.any_deps_match(AC.missing() | AC.will_be_requested() | AC.in_progress())
+        & ~AC.in_progress()
+        & AC.all_deps_blocking_checks_passed()
+    ).with_label("when every upstream day it reads exists and its blocking checks passed")
+
+
 def automate(defs: Definitions, conditions: dict[str, AutomationCondition]) -> Definitions:
     """Attach automation conditions by asset name, so the whole automation policy reads in one place."""
     return defs.map_resolved_asset_specs(

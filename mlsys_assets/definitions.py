@@ -12,6 +12,7 @@ from mlsys_assets.automation import (
     retraining_sensor,
     run_failure_alert_sensor,
     weekly_retraining_schedule,
+    when_all_upstream_days_exist,
     when_upstream_day_updates,
 )
 from mlsys_assets.features import flight_features
@@ -89,7 +90,8 @@ def build_defs() -> Definitions:
         **{name: daily for name in ("validated_flights", "quarantined_flights", "validated_weather",
                                     "quarantined_weather", "flight_features", "batch_predictions",
                                     "online_weather")},
-        **{name: judged for name in ("feature_drift", "prediction_drift", "live_performance")},
+        **{name: judged for name in ("feature_drift", "prediction_drift")},
+        "live_performance": when_all_upstream_days_exist(ignore=["drift_reference"]),
         "drift_reference": follows_champion,
         "online_baseline": follows_champion,
     })

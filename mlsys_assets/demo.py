@@ -98,10 +98,10 @@ def run_demo(start: str, end: str) -> int:
         before = len(daemon.launched)
         deliver_day(feed, landing.path, day)
         daemon.tick("landing_files_sensor")
-        daemon.settle()
+        daemon.settle(max_ticks=2)  # what is still pending after two ticks is picked up with the next day
         retrains = daemon.tick("retraining_sensor")
         if retrains:
-            daemon.settle()
+            daemon.settle(max_ticks=2)
         daemon.tick("check_failure_alert_sensor")
         runs = daemon.launched[before:]
         log = DayLog(day, time.monotonic() - day_started, len(runs),
@@ -117,6 +117,7 @@ def run_demo(start: str, end: str) -> int:
             print(f"    FAILED run: {failed}", flush=True)
         logs.append(log)
 
+    daemon.settle()
     report = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=instance, asset_selection=[_key("monitoring_report")], raise_on_error=False,
         tags={"dagster/schedule_name": "daily_monitoring_schedule", "mlsys/launched_by": "demo"},

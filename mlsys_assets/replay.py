@@ -7,11 +7,12 @@ run in a new process, about 6 s each with this stack); `make dev` runs the real 
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-CURSOR_PREFIX = "mlsys/replay_cursor/"
+MODULE, LOCATION, REPOSITORY = "mlsys_assets.definitions", "mlsys", "__repository__"  # as in workspace.yaml
 
 
 @dataclass
@@ -45,12 +46,59 @@ class InProcessDaemon:
         return [s.name for s in self.repository.sensor_defs
                 if type(s).__name__ == "AutomationConditionSensorDefinition"]
 
-    def _cursor(self, name: str) -> str | None:
-        return self.instance.run_storage.get_cursor_values({CURSOR_PREFIX + name}).get(CURSOR_PREFIX + name)
+    # Sensor state lives where the Dagster daemon keeps it (the instance's schedule storage, found by the selector
+    # of location, repository and sensor name), so `make dev` continues from the replay's cursors instead of
+    # seeing every landed file as new, and the UI lists the replay's ticks. These are Dagster internals
+    # (dagster 1.13); tests/test_automation.py checks that the daemon's own lookup finds them.
+    def _origin(self, name: str):
+        from dagster._core.remote_origin import (
+            InProcessCodeLocationOrigin,
+            RemoteInstigatorOrigin,
+            RemoteRepositoryOrigin,
+        )
+        from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-    def _store_cursor(self, name: str, cursor: str | None) -> None:
-        if cursor is not None:
-            self.instance.run_storage.set_cursor_values({CURSOR_PREFIX + name: cursor})
+        location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=MODULE), location_name=LOCATION)
+        return RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, REPOSITORY), name)
+
+    def state(self, name: str):
+        origin = self._origin(name)
+        return self.instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
+
+    def _cursor(self, name: str) -> str | None:
+        state = self.state(name)
+        return state.instigator_data.cursor if state is not None and state.instigator_data else None
+
+    def _store_tick(self, name: str, sensor_type: str, cursor: str | None, run_ids: list[str], run_keys: list[str],
+                    skip_reason: str | None, started: float) -> None:
+        from dagster._core.definitions.sensor_definition import SensorType
+        from dagster._core.scheduler.instigation import (
+            InstigatorState,
+            InstigatorStatus,
+            InstigatorType,
+            SensorInstigatorData,
+            TickData,
+            TickStatus,
+        )
+
+        origin = self._origin(name)
+        now = time.time()
+        data = SensorInstigatorData(last_tick_timestamp=now, last_run_key=run_keys[-1] if run_keys else None,
+                                    cursor=cursor if cursor is not None else self._cursor(name),
+                                    last_tick_start_timestamp=started, sensor_type=SensorType(sensor_type),
+                                    last_tick_success_timestamp=now)
+        state = self.state(name)
+        if state is None:
+            self.instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR,
+                                                               InstigatorStatus.DECLARED_IN_CODE, data))
+        else:
+            self.instance.update_instigator_state(state.with_data(data))
+        status = TickStatus.SUCCESS if run_ids else TickStatus.SKIPPED
+        self.instance.create_tick(TickData(
+            instigator_origin_id=origin.get_id(), instigator_name=name, instigator_type=InstigatorType.SENSOR,
+            status=status, timestamp=started, run_ids=run_ids, run_keys=run_keys,
+            skip_reason=(skip_reason or "nothing requested") if status == TickStatus.SKIPPED else None,
+            cursor=data.cursor, selector_id=origin.get_selector().get_id(), end_timestamp=now))
 
     def tick(self, name: str) -> list[Launched]:
         """Evaluate one sensor once (cursor kept in the instance, so it survives restarts) and run its requests."""
@@ -61,12 +109,16 @@ class InProcessDaemon:
         context = build_sensor_context(instance=self.instance, cursor=self._cursor(name),
                                        repository_def=self.repository, sensor_name=name,
                                        resources=self.repository.get_top_level_resources())
+        started = time.time()
         data = sensor.evaluate_tick(context)
-        self._store_cursor(name, data.cursor)
         tick_id = uuid.uuid4().hex[:12]
         is_automation = type(sensor).__name__ == "AutomationConditionSensorDefinition"
-        return [run for request in data.run_requests
+        runs = [run for request in data.run_requests
                 if (run := self._launch(sensor, request, tick_id, is_automation)) is not None]
+        self._store_tick(name, "AUTOMATION" if is_automation else "STANDARD", data.cursor,
+                         [run.run_id for run in runs], [r.run_key for r in data.run_requests if r.run_key],
+                         data.skip_message, started)
+        return runs
 
     def settle(self, name: str = "automation_sensor", max_ticks: int = 20) -> list[Launched]:
         """Tick automation until it requests nothing more (each run's results can request the next layer)."""

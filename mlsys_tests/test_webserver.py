@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mlsys_assets.core.sources import FLIGHTS
-from mlsys_tests.conftest import DAYS, query, run_day
+from mlsys_tests.conftest import DAYS, query
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -117,15 +117,50 @@ def wait_until_loaded(server: Server, process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def materialized_day(defs, instance) -> str:
-    """One day of `daily_pipeline` run in-process before any server starts; its run id."""
-    result = run_day(defs, instance, DAYS[0])
-    assert result.success
-    return result.run_id
+def materialized_day(defs, instance, mlsys_home: Path, tmp_path: Path) -> dict[str, str]:
+    """DAYS[0] replayed in-process before any server starts: the landing sensor's tick ingests it and automation
+    runs its downstream chain (DAYS[1] is held back, so only the run launched through the API can produce it).
+    The run ids by sensor."""
+    from mlsys_assets.replay import InProcessDaemon
+
+    held = tmp_path / "held"
+    for source in ("flights", "weather"):
+        (held / source).mkdir(parents=True)
+        (mlsys_home / "landing" / source / f"{DAYS[1]}.csv").rename(held / source / f"{DAYS[1]}.csv")
+    daemon = InProcessDaemon(defs, instance)
+    daemon.start()
+    landing = daemon.tick("landing_files_sensor")
+    automation = daemon.settle()
+    for source in ("flights", "weather"):
+        (held / source / f"{DAYS[1]}.csv").rename(mlsys_home / "landing" / source / f"{DAYS[1]}.csv")
+    assert [run.success for run in landing] == [True] and automation and all(run.success for run in automation)
+    chain = [run for run in automation if "validated_flights" in run.assets]
+    assert len(chain) == 1
+    return {"landing_files_sensor": landing[0].run_id, "automation_sensor": chain[0].run_id}
+
+
+def assert_replayed_ticks_visible(server: Server, runs: dict[str, str]) -> None:
+    """The in-process daemon's ticks and cursors are where the real daemon and the UI look for them."""
+    for name, run_id in runs.items():
+        sensor = server.graphql("""query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+            __typename ... on Sensor { sensorState { ticks(limit: 10) { status runIds }
+                typeSpecificData { ... on SensorData { lastCursor } } } } } }""", {"selector": {
+            "repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": name}})["sensorOrError"]
+        assert sensor["__typename"] == "Sensor", sensor
+        ticks = sensor["sensorState"]["ticks"]
+        assert any(t["status"] == "SUCCESS" and run_id in t["runIds"] for t in ticks), (name, ticks)
+        cursor = sensor["sensorState"]["typeSpecificData"]["lastCursor"]
+        assert cursor, name
+        if name == "landing_files_sensor":  # the daemon would continue from here: DAYS[0] seen, DAYS[1] not
+            assert f"{DAYS[0]}.csv" in cursor and f"{DAYS[1]}.csv" not in cursor
+    run = server.graphql("""query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }""",
+                         {"id": runs["automation_sensor"]})["runOrError"]
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert tags["dagster/sensor_name"] == "automation_sensor" and tags["dagster/from_automation_condition"] == "true"
 
 
 @pytest.fixture
-def server(materialized_day: str, mlsys_home: Path, tmp_path: Path) -> Iterator[Server]:
+def server(materialized_day: dict[str, str], mlsys_home: Path, tmp_path: Path) -> Iterator[Server]:
     """`dagster-webserver` on 127.0.0.1 over the test's MLSYS_HOME and DAGSTER_HOME (inherited environment)."""
     port = free_port()
     log = tmp_path / "webserver.log"
@@ -215,9 +250,10 @@ def wait_for_run(server: Server, run_id: str, daemon_log: Path) -> None:
 
 @pytest.mark.slow
 def test_webserver_shows_graph_and_history_and_materializes_on_demand(
-        server: Server, materialized_day: str, mlsys_home: Path, tmp_path: Path) -> None:
+        server: Server, materialized_day: dict[str, str], mlsys_home: Path, tmp_path: Path) -> None:
     assert_graph_reaches_monitoring(server)
-    assert_history_visible(server, materialized_day)
+    assert_history_visible(server, materialized_day["automation_sensor"])
+    assert_replayed_ticks_visible(server, materialized_day)
 
     # On demand, the way the UI's "Materialize" button does it: the implicit asset job with the partition tag.
     # The real configuration needs the daemon to dequeue runs (`make dev` runs `dagster dev`, webserver + daemon),

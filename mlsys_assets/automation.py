@@ -36,18 +36,16 @@ RETRAIN_TRIGGER_CHECKS = (("feature_drift", "features_within_drift_threshold"),
                           ("live_performance", "performance_above_floor"))
 
 
-def when_upstream_day_updates(ignore: Sequence[str] = (), missing: bool = True) -> AutomationCondition:
+def when_upstream_day_updates(ignore: Sequence[str] = ()) -> AutomationCondition:
     """Dagster's eager condition for every daily partition, not only the latest one, that also waits while an
     upstream blocking check has failed. `ignore` names upstream assets whose updates should not rerun every day
-    (a new drift reference must not recompute a year of drift); `missing=False` leaves partitions that were
-    missing when the condition first held alone (monitoring starts with the first champion, it does not judge
-    the days before it against that champion's own training data)."""
+    (a new drift reference must not recompute a year of drift). Days that arrived before the first champion are
+    judged once it exists (their updates are remembered until handled)."""
     updated = AC.any_deps_updated()
     if ignore:
         updated = updated.ignore(AssetSelection.assets(*ignore))
-    trigger = (AC.newly_missing() | updated) if missing else updated
     return (
-        trigger.since_last_handled()
+        (AC.newly_missing() | updated).since_last_handled()
         & ~AC.any_deps_missing()
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
@@ -55,7 +53,7 @@ def when_upstream_day_updates(ignore: Sequence[str] = (), missing: bool = True) 
     ).with_label("when the upstream day updates and its blocking checks passed")
 
 
-def when_all_upstream_days_exist(ignore: Sequence[str] = (), missing: bool = True) -> AutomationCondition:
+def when_all_upstream_days_exist(ignore: Sequence[str] = ()) -> AutomationCondition:
     """For an asset that reads a later upstream day (live performance of D needs the features of D + 1, its
     labels): like `when_upstream_day_updates`, but only once every mapped upstream partition is materialized,
     not merely about to be. Dagster's eager conditions let a partition run in the same tick as a missing
@@ -63,9 +61,8 @@ def when_all_upstream_days_exist(ignore: Sequence[str] = (), missing: bool = Tru
     updated = AC.any_deps_match(AC.newly_updated())
     if ignore:
         updated = updated.ignore(AssetSelection.assets(*ignore))
-    trigger = (AC.newly_missing() | updated) if missing else updated
     return (
-        trigger.since_last_handled()
+        (AC.newly_missing() | updated).since_last_handled()
         & ~AC.any_deps_match(AC.missing() | AC.will_be_requested() | AC.in_progress())
         & ~AC.in_progress()
         & AC.all_deps_blocking_checks_passed()

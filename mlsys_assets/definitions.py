@@ -84,14 +84,14 @@ def build_defs() -> Definitions:
     )
     daily = when_upstream_day_updates()
     # a new drift reference (a new champion) must not recompute a year of drift: only new days are judged by it
-    judged = when_upstream_day_updates(ignore=["drift_reference"], missing=False)
+    judged = when_upstream_day_updates(ignore=["drift_reference"])
     follows_champion = AutomationCondition.eager()
     return automate(defs, {
         **{name: daily for name in ("validated_flights", "quarantined_flights", "validated_weather",
                                     "quarantined_weather", "flight_features", "batch_predictions",
                                     "online_weather")},
         **{name: judged for name in ("feature_drift", "prediction_drift")},
-        "live_performance": when_all_upstream_days_exist(ignore=["drift_reference"], missing=False),
+        "live_performance": when_all_upstream_days_exist(ignore=["drift_reference"]),
         "drift_reference": follows_champion,
         "online_baseline": follows_champion,
     })

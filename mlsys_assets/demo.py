@@ -31,8 +31,12 @@ def _retraining_outcome(con, run) -> str:
         return "no decision (run failed before the gate)" if not run.success else "no decision"
     row = decision.iloc[0]
     after = row["champion_after"] if isinstance(row["champion_after"], str) else None
-    return (f"{row['action']} v{row['candidate_version']}, @champion {'v' + after if after else 'none'}: "
-            f"{row['reason']}")
+    reason = row["reason"] if len(row["reason"]) <= 150 else row["reason"][:147] + "..."
+    return f"{row['action']} v{row['candidate_version']}, @champion {'v' + after if after else 'none'}: {reason}"
+
+
+def _version(version: object) -> str:
+    return "baseline" if version in (None, "baseline") else f"v{version}"
 
 
 def _day_line(con, instance, day: str) -> str:
@@ -58,10 +62,10 @@ def _day_line(con, instance, day: str) -> str:
     live = read_frame(con, "SELECT model_version, roc_auc FROM live_performance WHERE source = 'batch' AND "
                            "role = 'champion' AND \"window\" <> 'day' AND partition_date = CAST(? AS DATE) - 1",
                       [day]) if table_exists(con, "live_performance") else None
-    live_text = (f"{live['roc_auc'].iloc[0]:.3f} (v{live['model_version'].iloc[0]})"
+    live_text = (f"{live['roc_auc'].iloc[0]:.3f} ({_version(live['model_version'].iloc[0])})"
                  if live is not None and len(live) and live["roc_auc"].notna().iloc[0] else "-")
     return (f"{day}  flights {flights:>4} ({quarantined} quarantined)  scored by "
-            f"{'v' + str(scorer) if scorer not in (None, 'baseline') else 'baseline'}  drift {drift:7}  "
+            f"{_version(scorer):8}  drift {drift:7}  "
             f"live AUC, last 7 labelled days {live_text}")
 
 

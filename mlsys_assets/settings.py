@@ -110,8 +110,8 @@ GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("DAGSTER_HOME", "$MLSYS_HOME/dagster", "The Dagster instance (runs, event log, schedules; SQLite)."),
     ("MLSYS_FIRST_DAY", "2013-01-01", "First daily partition."),
     ("MLSYS_LAST_DAY", "2013-12-31", "Last daily partition."),
-    ("MLSYS_DEMO_START", "2013-01-01", "First day `make demo` lands and processes."),
-    ("MLSYS_DEMO_END", "2013-01-31", "Last day `make demo` lands and processes."),
+    ("MLSYS_DEMO_START", "2013-03-20", "First day `make demo` replays."),
+    ("MLSYS_DEMO_END", "2013-06-05", "Last day `make demo` replays."),
     ("MLSYS_UI_PORT", "3000", "Port of `make dev` (the Dagster UI, on 127.0.0.1)."),
     ("MLSYS_REPORTS_DIR", "$MLSYS_HOME/reports", "Where `monitoring_report` writes its HTML pages."),
     ("MLSYS_ALERTS_DIR", "$MLSYS_HOME/alerts", "JSON lines of every alert (failed runs, failed checks), read by "

@@ -39,7 +39,7 @@ class DriftThresholds:
     wasserstein: float = 0.1  # in reference standard deviations
     js: float = 0.1
     chi2_pvalue: float = 0.01
-    drifted_share: float = 0.2  # the day drifted when the share of drifted columns is above this
+    drifted_share: float = 0.15  # the day drifted when the share of drifted columns is above this
     missing_rate: float = 0.1  # absolute change of the share of missing values
     unseen_share: float = 0.05  # share of the day in categories the reference never saw
 

@@ -69,8 +69,8 @@ def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: 
 class GatePolicy:
     primary_metric: str = "roc_auc"
     min_improvement: float = 0.002
-    slice_tolerance: float = 0.02
-    slice_min_rows: int = 200
+    slice_tolerance: float = 0.05
+    slice_min_rows: int = 500
     absolute_floor: float = 0.6
 
 

@@ -120,9 +120,10 @@ def landing_files_sensor(context: SensorEvaluationContext, landing: LandingZone)
             partition_key=day, asset_selection=[AssetKey(f"raw_{f.source}") for f in files],
             tags={"mlsys/landing_files": ", ".join(str(f.path) for f in files)}))
     if not requests:
+        named = "; ".join(f"{path}: {problem}" for path, problem, _ in problems[:3])
         return SensorResult(skip_reason=SkipReason(
-            f"no new landing files ({len(problems)} skipped as unreadable)" if problems else "no new landing files"),
-            cursor=json.dumps(seen))
+            f"no new readable landing files; skipped {len(problems)} unreadable: {named}" if problems
+            else "no new landing files"), cursor=json.dumps(seen))
     return SensorResult(run_requests=requests, cursor=json.dumps(seen))
 
 

@@ -79,14 +79,13 @@ def run_demo(start: str, end: str) -> int:
     from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
     from mlsys_assets.settings import mlsys_home
 
-    # the automation sensor logs every evaluation at INFO; the demo prints its own line per day
-    logging.getLogger("dagster").addFilter(lambda record: record.levelno >= logging.WARNING)
     landing, warehouse = LandingZone.from_env(), Warehouse.from_env()
     days = day_range(start, end)
     defs = build_defs()
     instance = DagsterInstance.get()
     # the gate's rejections fail their runs by design (a blocking check); the demo reports them itself
-    daemon = InProcessDaemon(defs, instance, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+    daemon = InProcessDaemon(defs, instance, run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                             console_level=logging.WARNING)
     daemon.start()
     feed = Path(mlsys_home()) / "feed"  # staged once under MLSYS_HOME, delivered one day at a time
     land_default_data(feed, start, end)

@@ -7,6 +7,7 @@ run in a new process, about 6 s each with this stack); `make dev` runs the real 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ class Launched:
 
 
 class InProcessDaemon:
-    def __init__(self, defs, instance, run_config: dict | None = None) -> None:
+    def __init__(self, defs, instance, run_config: dict | None = None, console_level: int = logging.INFO) -> None:
         self.defs = defs
         self.instance = instance
         self.run_config = run_config if run_config is not None else QUIET
+        self.console_level = console_level  # of the sensors' own logs; the tick's captured log keeps everything
         self.repository = defs.get_repository_def()
         self.launched: list[Launched] = []
 
@@ -70,7 +72,7 @@ class InProcessDaemon:
         return state.instigator_data.cursor if state is not None and state.instigator_data else None
 
     def _store_tick(self, name: str, sensor_type: str, cursor: str | None, run_ids: list[str], run_keys: list[str],
-                    skip_reason: str | None, started: float) -> None:
+                    skip_reason: str | None, started: float, log_key: list[str]) -> None:
         from dagster._core.definitions.sensor_definition import SensorType
         from dagster._core.scheduler.instigation import (
             InstigatorState,
@@ -98,26 +100,32 @@ class InProcessDaemon:
             instigator_origin_id=origin.get_id(), instigator_name=name, instigator_type=InstigatorType.SENSOR,
             status=status, timestamp=started, run_ids=run_ids, run_keys=run_keys,
             skip_reason=(skip_reason or "nothing requested") if status == TickStatus.SKIPPED else None,
-            cursor=data.cursor, selector_id=origin.get_selector().get_id(), end_timestamp=now))
+            cursor=data.cursor, selector_id=origin.get_selector().get_id(), end_timestamp=now, log_key=log_key))
 
     def tick(self, name: str) -> list[Launched]:
         """Evaluate one sensor once (cursor kept in the instance, so it survives restarts) and run its requests."""
-        from dagster import build_sensor_context
+        from dagster import SensorEvaluationContext
 
         sensor = self.defs.resolve_sensor_def(name) if hasattr(self.defs, "resolve_sensor_def") \
             else self.repository.get_sensor_def(name)
-        context = build_sensor_context(instance=self.instance, cursor=self._cursor(name),
-                                       repository_def=self.repository, sensor_name=name,
-                                       resources=self.repository.get_top_level_resources())
+        log_key = [REPOSITORY, name, uuid.uuid4().hex]  # what the sensor logs is readable on the tick in the UI
+        context = SensorEvaluationContext(
+            instance_ref=self.instance.get_ref(), instance=self.instance, cursor=self._cursor(name), log_key=log_key,
+            repository_name=REPOSITORY, repository_def=self.repository, sensor_name=name,
+            resources=self.repository.get_top_level_resources())
+        for handler in context.log.handlers:
+            if type(handler).__name__ == "DispatchingLogHandler":  # the console, not the captured log
+                handler.setLevel(self.console_level)
         started = time.time()
-        data = sensor.evaluate_tick(context)
+        with context:
+            data = sensor.evaluate_tick(context)
         tick_id = uuid.uuid4().hex[:12]
         is_automation = type(sensor).__name__ == "AutomationConditionSensorDefinition"
         runs = [run for request in data.run_requests
                 if (run := self._launch(sensor, request, tick_id, is_automation)) is not None]
         self._store_tick(name, "AUTOMATION" if is_automation else "STANDARD", data.cursor,
                          [run.run_id for run in runs], [r.run_key for r in data.run_requests if r.run_key],
-                         data.skip_message, started)
+                         data.skip_message, started, log_key)
         return runs
 
     def settle(self, name: str = "automation_sensor", max_ticks: int = 20) -> list[Launched]:

@@ -82,6 +82,13 @@ def test_a_corrupt_file_is_reported_by_name_and_does_not_block_the_others(daemon
     land_default_data(landing, "2013-02-13", "2013-02-13")  # delivered again, readable this time
     assert launched(daemon.tick("landing_files_sensor")) == [("2013-02-13", ("raw_flights",))]
 
+    truncated = landing / "flights" / "2013-02-15.csv"
+    truncated.write_text("year,month,day\n2013,2,")  # alone in its tick: the tick itself names it
+    assert daemon.tick("landing_files_sensor") == []
+    origin = daemon._origin("landing_files_sensor")
+    tick = daemon.instance.get_ticks(origin.get_id(), origin.get_selector().get_id(), limit=1)[0]
+    assert tick.status.value == "SKIPPED" and str(truncated) in tick.skip_reason, tick.skip_reason
+
 
 @pytest.mark.slow
 def test_downstream_partitions_are_requested_when_an_upstream_partition_updates(daemon, mlsys_home: Path) -> None:

@@ -34,6 +34,7 @@ from mlsys_assets.training import (
     candidate_model,
     champion_model,
     model_evaluation,
+    review_challenger,
     rollback_champion,
     training_set,
 )
@@ -67,7 +68,7 @@ def build_defs() -> Definitions:
         assets=[raw_flights, raw_weather, validate_flights, validate_weather, flight_features, training_set,
                 candidate_model, model_evaluation, champion_model, batch_predictions, *monitoring_assets,
                 online_weather, online_baseline, served_predictions, alerts],
-        jobs=[daily_pipeline, batch_scoring, retraining, rollback_champion],
+        jobs=[daily_pipeline, batch_scoring, retraining, rollback_champion, review_challenger],
         sensors=[landing_files_sensor, automation_sensor, retraining_sensor, run_failure_alert_sensor,
                  check_failure_alert_sensor],
         schedules=[daily_monitoring_schedule, weekly_retraining_schedule],

@@ -20,6 +20,7 @@ from dagster import (
     job,
     op,
 )
+from pydantic import Field
 
 from mlsys_assets.core.features import FEATURE_COLUMNS, LABEL
 from mlsys_assets.core.warehouse import partition_days, read_days, read_frame, replace_table, table_exists
@@ -312,3 +313,40 @@ def rollback_champion_op(context: OpExecutionContext, config: RollbackConfig, wa
 @job(description="Roll @champion back to the previous champion (config: reason).")
 def rollback_champion():
     rollback_champion_op()
+
+
+class ChallengerReviewConfig(Config):
+    min_days: int = Field(default=7, description="Labelled days of shadow scores the challenger needs.")
+    last_days: int = Field(default=14, description="Most recent labelled days compared.")
+    min_improvement: float = Field(default=0.002, description="Live ROC AUC by which the challenger must beat "
+                                                              "the champion on the same flights.")
+
+
+@op(description="Promote @challenger if, scored in shadow on the same live flights, it beat @champion once the "
+                "labels landed; records the decision either way.")
+def review_challenger_op(context: OpExecutionContext, config: ChallengerReviewConfig, warehouse: Warehouse,
+                         mlflow_store: MlflowStore) -> None:
+    from dagster import AssetMaterialization
+
+    from mlsys_assets.core.registry import promote_challenger
+
+    registry = mlflow_store.registry()
+    registry.activate()
+    with warehouse.get_connection() as con:
+        evidence, promoted = promote_challenger(registry, con, config.min_days, config.min_improvement,
+                                                config.last_days, context.run.run_id)
+    context.log.info(("promoted" if promoted else "kept the champion:") +
+                     f" challenger {evidence.challenger} {evidence.challenger_roc_auc:.4f} vs champion "
+                     f"{evidence.champion} {evidence.champion_roc_auc:.4f} on {evidence.rows} live flights")
+    if promoted:
+        context.log_event(AssetMaterialization(asset_key="champion_model", metadata={
+            "champion_version": evidence.challenger, "previous_champion": evidence.champion,
+            "reason": "promoted on live evidence", "live_days": ", ".join(evidence.days),
+            "live_roc_auc": evidence.challenger_roc_auc, "champion_live_roc_auc": evidence.champion_roc_auc,
+            "model_version": MetadataValue.url(registry.version_url(evidence.challenger))}))
+
+
+@job(description="The feedback loop: promote @challenger on live evidence from shadow scoring (config: min_days, "
+                 "last_days, min_improvement).")
+def review_challenger():
+    review_challenger_op()

@@ -130,3 +130,37 @@ def test_gate_refuses_a_regressing_slice_with_enough_rows() -> None:
     assert not decision.promote
     assert decision.regressed_slices == ["carrier=UA"]  # 9E regressed more but has too few rows to judge
     assert promotion_decision({"roc_auc": 0.80}, {"roc_auc": 0.70}, SLICES, SLICES, policy).promote
+
+
+@pytest.mark.slow
+def test_a_challenger_is_promoted_on_live_evidence_once_enough_labelled_days_show_it_wins(
+        defs, instance, two_days: Path) -> None:
+    assert retrain(defs, instance, max_iter=1, learning_rate=0.01).success  # a weak champion, version 1
+    assert not retrain(defs, instance, max_iter=60, min_improvement=1.0).success  # refused by the gate: challenger
+    reg = registry(two_days)
+    assert (reg.alias_version("champion"), reg.alias_version("challenger")) == ("1", "2")
+    for day in DAYS:  # rescored: the champion answers, the challenger is scored in shadow
+        assert run_day(defs, instance, day).success
+
+    def review(**config):
+        return defs.resolve_job_def("review_challenger").execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"review_challenger_op": {"config": config}},
+                        "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+
+    assert review(min_days=2).success  # only DAYS[0] is labelled (DAYS[1]'s labels land with the next day)
+    kept = history(two_days).iloc[-1]
+    assert (kept["action"], kept["after"]) == ("keep_live", "1") and "2 labelled days" in kept["reason"]
+    assert reg.alias_version("champion") == "1"
+
+    assert review(min_days=1).success
+    promoted = history(two_days).iloc[-1]
+    assert (promoted["action"], promoted["candidate"], promoted["previous"], promoted["after"]) == (
+        "promote_live", "2", "1", "2")
+    values = query(two_days, "SELECT candidate_value, champion_value FROM promotion_history "
+                             "WHERE action = 'promote_live'")[0]
+    assert values[0] > values[1] + 0.002
+    assert (reg.alias_version("champion"), reg.alias_version("challenger")) == ("2", None)
+    champion = instance.get_latest_materialization_event(AssetKey("champion_model")).asset_materialization
+    assert champion.metadata["champion_version"].value == "2"
+    assert not review(min_days=1).success  # no challenger left to review

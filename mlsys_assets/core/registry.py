@@ -172,3 +172,74 @@ def rollback(registry: Registry, con: duckdb.DuckDBPyConnection, reason: str, da
     record_history(con, model_name=registry.model_name, action="rollback", candidate_version=target,
                    previous_champion=current, champion_after=target, reason=reason, dagster_run_id=dagster_run_id)
     return current, target
+
+
+@dataclass(frozen=True)
+class LiveEvidence:
+    """Champion and challenger judged on the same labelled flights of the days both scored (shadow mode)."""
+
+    champion: str
+    challenger: str
+    days: list[str]
+    rows: int
+    champion_roc_auc: float
+    challenger_roc_auc: float
+
+    @property
+    def improvement(self) -> float:
+        return self.challenger_roc_auc - self.champion_roc_auc
+
+
+def live_evidence(con: duckdb.DuckDBPyConnection, champion: str, challenger: str, last_days: int) -> LiveEvidence:
+    """The last `last_days` labelled days on which both versions scored every flight, from `batch_predictions`
+    (roles champion and challenger) joined to the labels in `flight_features`."""
+    from sklearn.metrics import roc_auc_score
+
+    frame = con.execute("""
+        WITH both_scored AS (
+            SELECT c.partition_date, c.flight_id, c.probability AS champion, s.probability AS challenger
+            FROM batch_predictions c JOIN batch_predictions s USING (partition_date, flight_id)
+            WHERE c.role = 'champion' AND c.model_version = ? AND s.role = 'challenger' AND s.model_version = ?),
+        days AS (SELECT DISTINCT b.partition_date FROM both_scored b
+                 JOIN flight_features f USING (partition_date, flight_id)
+                 -- labels land a day late: a day counts once a later day's features exist
+                 WHERE b.partition_date < (SELECT max(partition_date) FROM flight_features)
+                 ORDER BY 1 DESC LIMIT ?)
+        SELECT b.partition_date, b.champion, b.challenger, f.is_delayed
+        FROM both_scored b JOIN flight_features f USING (partition_date, flight_id)
+        WHERE b.partition_date IN (SELECT partition_date FROM days)""", [champion, challenger, last_days]).df()
+    days = sorted({str(d)[:10] for d in frame["partition_date"]})
+    labels = frame["is_delayed"].to_numpy(dtype=int)
+    if len(set(labels)) < 2:
+        return LiveEvidence(champion, challenger, days, len(frame), float("nan"), float("nan"))
+    return LiveEvidence(champion, challenger, days, len(frame), float(roc_auc_score(labels, frame["champion"])),
+                        float(roc_auc_score(labels, frame["challenger"])))
+
+
+def promote_challenger(registry: Registry, con: duckdb.DuckDBPyConnection, min_days: int, min_improvement: float,
+                       last_days: int, dagster_run_id: str) -> tuple[LiveEvidence, bool]:
+    """Make @challenger the champion if, on the same live flights, it beat the champion by `min_improvement`
+    ROC AUC over at least `min_days` labelled days. Either way the decision and its numbers go to history."""
+    champion, challenger = registry.alias_version(CHAMPION), registry.alias_version(CHALLENGER)
+    if champion is None or challenger is None:
+        raise ValueError(f"registered model {registry.model_name!r} needs both @champion and @challenger "
+                         f"(has champion {champion}, challenger {challenger})")
+    evidence = live_evidence(con, champion, challenger, last_days)
+    numbers = (f"live roc_auc {evidence.challenger_roc_auc:.4f} vs champion {evidence.champion_roc_auc:.4f} on "
+               f"{evidence.rows} flights of {len(evidence.days)} days")
+    promote = len(evidence.days) >= min_days and evidence.improvement >= min_improvement
+    if len(evidence.days) < min_days:
+        reason = f"keep: {numbers}; {min_days} labelled days of shadow scores needed"
+    elif not promote:
+        reason = f"keep: {numbers}: improvement {evidence.improvement:+.4f} < required {min_improvement}"
+    else:
+        reason = f"promote on live evidence: {numbers}: improvement {evidence.improvement:+.4f}"
+        registry.set_alias(CHAMPION, challenger)
+        registry.delete_alias(CHALLENGER)
+    record_history(con, model_name=registry.model_name, action="promote_live" if promote else "keep_live",
+                   candidate_version=challenger, previous_champion=champion,
+                   champion_after=challenger if promote else champion, reason=reason, dagster_run_id=dagster_run_id,
+                   primary_metric="live_roc_auc", candidate_value=evidence.challenger_roc_auc,
+                   champion_value=evidence.champion_roc_auc,
+                   details={"days": evidence.days, "rows": evidence.rows})
+    return evidence, promote

@@ -79,6 +79,7 @@ def run_demo(start: str, end: str) -> int:
     from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
     from mlsys_assets.settings import mlsys_home
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Created version 3 ...": the demo says it itself
     landing, warehouse = LandingZone.from_env(), Warehouse.from_env()
     days = day_range(start, end)
     defs = build_defs()
@@ -195,9 +196,10 @@ def _summary(warehouse, instance, daemon, logs: list[DayLog], seconds: float, re
     if history is not None and len(history):
         history["trigger"] = history.pop("dagster_run_id").map(triggers).fillna("manual")
         promoted = int((history["action"] == "promote").sum())
-        print(f"models: {len(history)} trained, {promoted} promoted "
-              f"({sum('features_within_drift_threshold' in t for t in triggers.values())} retrainings triggered "
-              f"by drift, {sum('performance_above_floor' in t for t in triggers.values())} by live performance)")
+        by_drift = sum("features_within_drift_threshold" in t for t in triggers.values())
+        by_performance = sum("performance_above_floor" in t for t in triggers.values())
+        print(f"models: {len(history)} trained, {promoted} promoted; retrainings triggered by drift: {by_drift}, "
+              f"by live performance: {by_performance}")
         print(indent(history))
     else:
         print("models: none trained yet (the first training waits for enough days of features)")

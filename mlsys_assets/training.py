@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import warnings
 
 import pandas as pd
 from dagster import (
@@ -92,6 +93,7 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
     """A scikit-learn Pipeline fitted on the train part of training_set, logged to MLflow with its parameters,
     holdout metrics, signature, input example and the training data as a dataset input."""
     from mlsys_assets.core.evaluation import classification_metrics
+    from mlsys_assets.core.features import feature_matrix
     from mlsys_assets.core.model import delay_probability, fit_pipeline
     from mlsys_assets.core.registry import ModelRef, pip_requirements, trusted_types
     from mlsys_assets.core.training import dataset_digest
@@ -116,10 +118,12 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()} | {"train_rows": float(len(train))})
         columns = [*FEATURE_COLUMNS, LABEL, "flight_id", "flight_date"]
         for name, part, ctx in (("train", train, "training"), ("holdout", holdout, "evaluation")):
-            dataset = mlflow.data.from_pandas(part[columns].reset_index(drop=True), name=f"training_set.{name}",
-                                              targets=LABEL, source=warehouse.database)
+            with warnings.catch_warnings():  # a file path matches two of MLflow's source kinds; it picks the local one
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                dataset = mlflow.data.from_pandas(part[columns].reset_index(drop=True), name=f"training_set.{name}",
+                                                  targets=LABEL, source=warehouse.database)
             mlflow.log_input(dataset, context=ctx)
-        example = train[list(FEATURE_COLUMNS)].head(5).reset_index(drop=True)
+        example = feature_matrix(train.head(5)).reset_index(drop=True)  # the dtypes the model is given
         info = mlflow.sklearn.log_model(
             pipeline, name="model", signature=infer_signature(example, pipeline.predict_proba(example)[:, 1]),
             input_example=example, pip_requirements=pip_requirements(), skops_trusted_types=trusted_types(pipeline))

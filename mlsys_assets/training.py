@@ -118,8 +118,10 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()} | {"train_rows": float(len(train))})
         columns = [*FEATURE_COLUMNS, LABEL, "flight_id", "flight_date"]
         for name, part, ctx in (("train", train, "training"), ("holdout", holdout, "evaluation")):
-            with warnings.catch_warnings():  # a file path matches two of MLflow's source kinds; it picks the local one
+            with warnings.catch_warnings():  # a file path matches two MLflow source kinds; it picks the local one
                 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                # the label and keys are integers and never missing: MLflow's hint about integer columns is moot
+                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
                 dataset = mlflow.data.from_pandas(part[columns].reset_index(drop=True), name=f"training_set.{name}",
                                                   targets=LABEL, source=warehouse.database)
             mlflow.log_input(dataset, context=ctx)

@@ -95,7 +95,13 @@ def _failures(frame: pd.DataFrame, source: str, day: str) -> pd.DataFrame:
 
 def validate_rows(raw: pd.DataFrame, source: str, day: str) -> ValidationResult:
     """Validate the raw rows of one source for one day (lazily: every failure of every row is reported)."""
+    from mlsys_assets.core.sources import SOURCES
+
     frame = raw.reset_index(drop=True)
+    for name in SOURCES[source].integer_columns:
+        # through Arrow, an integer column holding a NULL comes back as float64; the schema wants Int64
+        if name in frame and frame[name].dtype.kind == "f":
+            frame[name] = frame[name].astype("Int64")
     failures = _failures(frame, source, day)
     bad_index = pd.Index(failures["index"].unique()).astype("int64")
     quarantined = frame.loc[bad_index].copy()

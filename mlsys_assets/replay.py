@@ -37,9 +37,11 @@ class InProcessDaemon:
         self.launched: list[Launched] = []
 
     def start(self) -> None:
-        """What the daemon does when it starts: a first automation evaluation. Dagster's conditions treat their
-        first evaluation as the baseline (nothing is requested for updates that happened before it), so the
-        daemon must be running before the files it should react to arrive."""
+        """What the daemon does when it starts: recover the runs of in-process launches that died, and a first
+        automation evaluation. Dagster's conditions treat their first evaluation as the baseline (nothing is
+        requested for updates that happened before it), so the daemon must be running before the files it should
+        react to arrive."""
+        recover_dead_runs(self.instance)
         for name in self._automation_sensors():
             if self._cursor(name) is None:
                 self.tick(name)
@@ -141,7 +143,7 @@ class InProcessDaemon:
     def _launch(self, sensor, request, tick_id: str, is_automation: bool) -> Launched | None:
         from dagster import RunsFilter
 
-        tags = {**request.tags, "dagster/sensor_name": sensor.name, "dagster/tick": tick_id}
+        tags = {**request.tags, "dagster/sensor_name": sensor.name, "dagster/tick": tick_id, **process_tags()}
         if request.run_key:
             existing = self.instance.get_runs(filters=RunsFilter(
                 tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}), limit=1)
@@ -161,6 +163,13 @@ class InProcessDaemon:
         if not result.success:
             self._on_failure(result)
         return launched
+
+    def run_job(self, job_name: str, partition_key: str | None = None, tags: dict[str, str] | None = None):
+        """An on-demand run, as from the UI's launchpad, executed here (tagged with this process, see
+        `recover_dead_runs`)."""
+        return self.repository.get_job(job_name).execute_in_process(
+            instance=self.instance, partition_key=partition_key, tags={**(tags or {}), **process_tags()},
+            run_config=self.run_config, raise_on_error=False)
 
     def _job_for(self, sensor, request):
         """The job the daemon would launch: the request's, else the sensor's (named, or the anonymous job of its
@@ -183,3 +192,41 @@ class InProcessDaemon:
             sensor_name=run_failure_alert_sensor.name, dagster_event=result.get_run_failure_event(),
             dagster_instance=self.instance, dagster_run=result.dagster_run).for_run_failure()
         run_failure_alert_sensor(context)
+
+
+def process_tags() -> dict[str, str]:
+    import os
+    import socket
+
+    return {"mlsys/pid": str(os.getpid()), "mlsys/host": socket.gethostname()}
+
+
+def recover_dead_runs(instance) -> list[str]:
+    """Runs executed in a process of this machine that died (killed, out of memory) stay STARTED for ever and keep
+    the concurrency slots they claimed, so the next step of the `warehouse` pool would wait for ever. Mark them
+    failed and free their slots; returns their ids. (Runs launched by the Dagster daemon are watched by its run
+    monitoring instead.)"""
+    import os
+    import socket
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    host, dead = socket.gethostname(), []
+    for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
+                                                               DagsterRunStatus.CANCELING])):
+        pid = run.tags.get("mlsys/pid")
+        if not pid or run.tags.get("mlsys/host") != host or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        instance.report_run_failed(run, message=f"the process that ran it (pid {pid}) is gone: killed or crashed; "
+                                                "its partitions hold what they held before (each write is one "
+                                                "transaction)")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        dead.append(run.run_id)
+    return dead

@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import markdown_table, table_metadata
+from mlsys_assets.metadata import accounted, markdown_table, table_metadata
 from mlsys_assets.partitions import FIRST_DAY_ENV, LAST_DAY_ENV
 from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
 
@@ -252,6 +252,7 @@ def check_failure_alert_sensor(context: SensorEvaluationContext) -> SensorResult
 
 
 @asset(group_name="automation", kinds={"duckdb"}, owners=OWNERS, pool="warehouse")
+@accounted
 def alerts(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """Every alert raised (failed runs, failed checks, unreadable landing files), from the alerts log under
     MLSYS_HOME; the log is the source, so raising an alert never waits for the warehouse."""

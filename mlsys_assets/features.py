@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from mlsys_assets.core.features import LABEL, build_features
 from mlsys_assets.core.warehouse import PartitionWrite, read_days, replace_partitions
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import table_metadata
+from mlsys_assets.metadata import accounted, table_metadata
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import Warehouse
 
@@ -19,6 +19,7 @@ from mlsys_assets.resources import Warehouse
     pool="warehouse",
     metadata={"partition_expr": "partition_date"},
 )
+@accounted
 def flight_features(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """Pre-departure features of each validated flight of the day, with the weather at its origin and
     scheduled hour, and the label `is_delayed` (arrived over 15 minutes late, cancelled or diverted).

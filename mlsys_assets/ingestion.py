@@ -15,7 +15,7 @@ from dagster import (
 from mlsys_assets.core.landing import LandingFileError, read_landing_file
 from mlsys_assets.core.sources import FLIGHTS, WEATHER, Source
 from mlsys_assets.core.warehouse import PartitionWrite, replace_partitions
-from mlsys_assets.metadata import table_metadata
+from mlsys_assets.metadata import accounted, table_metadata
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import LandingZone, Warehouse
 
@@ -35,6 +35,7 @@ def raw_asset(source: Source) -> AssetsDefinition:
                      "problem. Rematerializing a day replaces exactly that day."),
         metadata={"partition_expr": "partition_date", "table": f"raw_{source.name}"},
     )
+    @accounted
     def _raw(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> MaterializeResult:
         day = context.partition_key
         path = landing.file_for(source, day)

@@ -29,3 +29,75 @@ def table_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict[str, Any]
         "dagster/column_schema": column_schema(frame),
         "preview": markdown_table(frame, preview_rows),
     }
+
+
+class _Cost:
+    """Wall time and peak resident memory of one step. Linux keeps a per-process peak (VmHWM) that writing "5" to
+    /proc/self/clear_refs resets, so each step of an in-process run gets its own peak; elsewhere the process's
+    lifetime peak (ru_maxrss) is reported instead, labelled as such."""
+
+    def __enter__(self) -> _Cost:
+        import time
+
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+            self.per_step = True
+        except OSError:
+            self.per_step = False
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        self.seconds = time.perf_counter() - self.started
+        peak_kb = None
+        if self.per_step:
+            with open("/proc/self/status") as handle:
+                peak_kb = next((int(line.split()[1]) for line in handle if line.startswith("VmHWM:")), None)
+        if peak_kb is None:
+            import resource
+
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.peak_mb = peak_kb / 1024
+
+    def metadata(self) -> dict[str, Any]:
+        key = "cost/peak_rss_mb" if self.per_step else "cost/process_peak_rss_mb"
+        return {"cost/seconds": round(self.seconds, 3), key: round(self.peak_mb, 1)}
+
+
+def _with_cost(item: Any, cost: _Cost) -> Any:
+    from dagster import MaterializeResult, Output
+
+    if isinstance(item, MaterializeResult):
+        return item._replace(metadata={**(item.metadata or {}), **cost.metadata()})
+    if isinstance(item, Output):
+        return item.with_metadata({**(item.metadata or {}), **cost.metadata()})
+    return item  # check results and the like carry no cost of their own
+
+
+def accounted(fn: Any) -> Any:
+    """Adds the step's wall time and peak memory to every materialization it returns or yields, so the UI plots
+    what each asset costs over time. Goes between the asset decorator and the function."""
+    import functools
+    import inspect
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args: Any, **kwargs: Any) -> Any:
+            with _Cost() as cost:
+                items = list(fn(*args, **kwargs))
+            yield from (_with_cost(item, cost) for item in items)
+
+        return generator
+
+    @functools.wraps(fn)
+    def function(*args: Any, **kwargs: Any) -> Any:
+        with _Cost() as cost:
+            result = fn(*args, **kwargs)
+        if type(result) is tuple:  # several results (a multi-asset); a MaterializeResult is a tuple subclass
+            return tuple(_with_cost(item, cost) for item in result)
+        return _with_cost(result, cost)
+
+    return function

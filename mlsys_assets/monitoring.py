@@ -32,7 +32,7 @@ from mlsys_assets.core.warehouse import (
     table_exists,
 )
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import markdown_table
+from mlsys_assets.metadata import accounted, markdown_table
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import MlflowStore, MonitoringPolicy, TrainingPolicy, Warehouse
 from mlsys_assets.settings import home_path
@@ -59,6 +59,7 @@ class DriftReferenceConfig(Config):
     pool="warehouse",
     metadata={"table": "drift_references"},
 )
+@accounted
 def drift_reference(context: AssetExecutionContext, config: DriftReferenceConfig, warehouse: Warehouse,
                     mlflow_store: MlflowStore, training: TrainingPolicy) -> MaterializeResult:
     """What daily drift compares against, computed once per champion and stored in `drift_references`: feature
@@ -136,6 +137,7 @@ def _daily_check(name: str, description: str) -> AssetCheckSpec:
     check_specs=[_daily_check(FEATURE_DRIFT_CHECK, "The share of drifted feature columns stays under the policy's "
                                                    "limit (error severity: the retraining sensor acts on it).")],
 )
+@accounted
 def feature_drift(context: AssetExecutionContext, warehouse: Warehouse, monitoring: MonitoringPolicy):
     """The day's features against the current champion's stored reference: one row per column and test (PSI, KS,
     Wasserstein, chi-square, Jensen-Shannon, unseen and missing shares) plus the column's verdict."""
@@ -175,6 +177,7 @@ def feature_drift(context: AssetExecutionContext, warehouse: Warehouse, monitori
     pool="warehouse",
     metadata={"partition_expr": PARTITION_COLUMN},
 )
+@accounted
 def prediction_drift(context: AssetExecutionContext, warehouse: Warehouse,
                      monitoring: MonitoringPolicy) -> MaterializeResult:
     """The champion's scores of the day against its own holdout scores (PSI, KS, Wasserstein). No rows when the day
@@ -231,6 +234,7 @@ def _labels_in(instance: DagsterInstance, day: str, delay_days: int) -> bool:
     check_specs=[_daily_check(PERFORMANCE_CHECK, "The champion's live ROC AUC clears the floor (error) and is within "
                                                  "max_auc_drop of its holdout ROC AUC (warning).")],
 )
+@accounted
 def live_performance(context: AssetExecutionContext, warehouse: Warehouse, monitoring: MonitoringPolicy,
                      training: TrainingPolicy):
     """Once the day's labels are in, every model that scored the day (batch champion and challenger, served rows)
@@ -305,6 +309,7 @@ def _write(path: Path, text: str) -> None:
     kinds={"html", "matplotlib"},
     owners=OWNERS,
 )
+@accounted
 def monitoring_report(warehouse: Warehouse, monitoring: MonitoringPolicy) -> MaterializeResult:
     """One self-contained HTML page (figures embedded as PNG, nothing fetched) under MLSYS_REPORTS_DIR, with a
     copy named for the last monitored day: drift over time and per column, live ROC AUC against the holdout,

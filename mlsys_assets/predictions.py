@@ -5,7 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from mlsys_assets.core.warehouse import PartitionWrite, read_days, read_frame, replace_partitions, table_exists
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import table_metadata
+from mlsys_assets.metadata import accounted, table_metadata
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import MlflowStore, TrainingPolicy, Warehouse
 
@@ -33,6 +33,7 @@ def load_baseline(warehouse: Warehouse, before_day: str):
     pool="warehouse",
     metadata={"partition_expr": "partition_date"},
 )
+@accounted
 def batch_predictions(context: AssetExecutionContext, warehouse: Warehouse, mlflow_store: MlflowStore,
                       training: TrainingPolicy) -> MaterializeResult:
     """Every flight of the day scored by the registered model's @champion: probability, predicted label,

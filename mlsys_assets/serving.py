@@ -13,7 +13,7 @@ from mlsys_assets.core.online import (
 )
 from mlsys_assets.core.warehouse import PartitionWrite, read_days, read_frame, replace_partitions, table_exists
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import markdown_table, table_metadata
+from mlsys_assets.metadata import accounted, markdown_table, table_metadata
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import Warehouse
 
@@ -26,6 +26,7 @@ from mlsys_assets.resources import Warehouse
     owners=OWNERS,
     pool="warehouse",
 )
+@accounted
 def online_weather(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """The day's validated weather, published to `<MLSYS_ONLINE_DIR>/weather/<day>.parquet` (written atomically)
     for the server to join to requests exactly as `flight_features` joins it in batch."""
@@ -44,6 +45,7 @@ def online_weather(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
 
 
 @asset(deps=["training_set"], group_name="serving", kinds={"duckdb", "parquet"}, owners=OWNERS, pool="warehouse")
+@accounted
 def online_baseline(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """The baseline's rates (table `baseline_rates`, fitted by training_set), published for the server's fallback.
     Until training has run there is nothing to publish, and the server falls back to a constant rate."""
@@ -69,6 +71,7 @@ def online_baseline(context: AssetExecutionContext, warehouse: Warehouse) -> Mat
     pool="warehouse",
     metadata={"partition_expr": "partition_date"},
 )
+@accounted
 def served_predictions(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """Every prediction `mlsys serve` answered (and shadow-scored) for flights of the day, from its JSON-lines log
     (`<MLSYS_PREDICTION_LOG_DIR>/<day>/*.jsonl`): request, features, probability, model version, role, latency.

@@ -26,7 +26,7 @@ from pydantic import Field
 from mlsys_assets.core.features import FEATURE_COLUMNS, LABEL
 from mlsys_assets.core.warehouse import partition_days, read_days, read_frame, replace_table, table_exists
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import markdown_table, table_metadata
+from mlsys_assets.metadata import accounted, markdown_table, table_metadata
 from mlsys_assets.resources import MlflowStore, TrainingPolicy, Warehouse
 
 GATE_CHECK = "candidate_passes_promotion_gate"
@@ -55,6 +55,7 @@ def _load_training_set(warehouse: Warehouse) -> pd.DataFrame:
     owners=OWNERS,
     pool="warehouse",
 )
+@accounted
 def training_set(context: AssetExecutionContext, warehouse: Warehouse, training: TrainingPolicy) -> MaterializeResult:
     """The most recent `window_days` days of flight_features, split by time: the last `holdout_days` days are
     the holdout. Also publishes `baseline_rates`, the fallback model fitted on the train part."""
@@ -88,6 +89,7 @@ def training_set(context: AssetExecutionContext, warehouse: Warehouse, training:
 
 
 @asset(deps=["training_set"], group_name="training", kinds={"mlflow", "scikit-learn"}, owners=OWNERS)
+@accounted
 def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow_store: MlflowStore,
                     training: TrainingPolicy) -> Output[dict]:
     """A scikit-learn Pipeline fitted on the train part of training_set, logged to MLflow with its parameters,
@@ -169,6 +171,7 @@ def _calibration_plot(tables: dict[str, pd.DataFrame]) -> bytes:
                                 description="The candidate beats the champion by the margin with no slice "
                                             "regressing (or, first, clears the floor); otherwise it is not promoted.")],
 )
+@accounted
 def model_evaluation(context: AssetExecutionContext, candidate_model: dict, warehouse: Warehouse,
                      mlflow_store: MlflowStore, training: TrainingPolicy):
     """Candidate and current champion scored on the same holdout: metrics, per-slice metrics and calibration,
@@ -265,6 +268,7 @@ def _png_array(png: bytes):
 
 
 @asset(group_name="training", kinds={"mlflow"}, owners=OWNERS, pool="warehouse")
+@accounted
 def champion_model(context: AssetExecutionContext, model_evaluation: dict, warehouse: Warehouse,
                    mlflow_store: MlflowStore, training: TrainingPolicy) -> MaterializeResult:
     """The registered model's @champion alias, moved to the candidate that passed the gate (the blocking

@@ -15,7 +15,7 @@ from dagster import (
 from mlsys_assets.core.sources import FLIGHTS, WEATHER, Source
 from mlsys_assets.core.warehouse import PartitionWrite, count_rows, read_days, replace_partitions
 from mlsys_assets.ingestion import OWNERS
-from mlsys_assets.metadata import markdown_table, table_metadata
+from mlsys_assets.metadata import accounted, markdown_table, table_metadata
 from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.resources import QualityPolicy, Warehouse
 
@@ -45,6 +45,7 @@ def validation_assets(source: Source) -> AssetsDefinition:
                            description="The share of the day's rows quarantined stays under the policy's limit."),
         ],
     )
+    @accounted
     def _validate(context: AssetExecutionContext, warehouse: Warehouse, quality: QualityPolicy):
         from mlsys_assets.core.validation import validate_rows
 

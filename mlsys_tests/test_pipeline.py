@@ -98,3 +98,18 @@ def test_schema_change_missing_column_fails_extra_column_is_kept(defs, instance,
     assert run_day(defs, instance, DAYS[0]).success
     assert query(mlsys_home, "SELECT DISTINCT extra_fields FROM raw_flights") == [('{"gate": "B12"}',)]
     assert counts(mlsys_home, DAYS[0])["validated_flights"] == len(frame)
+
+
+def test_every_materialization_records_its_cost_beside_its_own_metadata(defs, instance, mlsys_home: Path) -> None:
+    result = run_day(defs, instance, DAYS[0])
+    assert result.success
+    materialized = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+                    for e in result.get_asset_materialization_events()}
+    assert set(materialized) >= {"raw_flights", "validated_flights", "quarantined_flights", "flight_features",
+                                 "batch_predictions", "online_weather"}
+    for asset, metadata in materialized.items():
+        assert metadata["cost/seconds"].value > 0, asset
+        assert 50 < metadata["cost/peak_rss_mb"].value < 8000, asset
+        assert "dagster/row_count" in metadata, asset  # its own metadata is kept
+    # validation is one step for two assets, so both carry that step's cost
+    assert materialized["validated_flights"]["cost/seconds"] == materialized["quarantined_flights"]["cost/seconds"]

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast dev mlflow serve lint format bench clean reset
+.PHONY: help install demo test test-fast test-postgres dev mlflow serve lint format bench clean reset
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: $(STAMP) ## run the whole test suite, slow end-to-end tests included
 test-fast: $(STAMP) ## the test suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+test-postgres: $(STAMP) ## the PostgreSQL profile's tests (they start a throwaway server; need initdb/pg_ctl)
+	$(BIN)/python -m pytest mlsys_tests/test_postgres.py $(PYTEST_ARGS)
+
 dev: $(STAMP) ## the Dagster UI on http://127.0.0.1:3000 over the same state as the demo
 	$(BIN)/mlsys dev
 
@@ -45,8 +48,8 @@ lint: $(STAMP) ## ruff
 format: $(STAMP) ## ruff's fixes and formatting of imports
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP) ## benchmarks (not part of make test); prints ratios against in-run baselines
-	$(BIN)/python -m benchmarks.serving
+bench: $(STAMP) ## benchmarks (not part of make test): ratios against in-run baselines, benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks
 
 reset: ## delete all state (MLSYS_HOME, .mlsys by default)
 	rm -rf "$${MLSYS_HOME:-.mlsys}"

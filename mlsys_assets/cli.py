@@ -85,13 +85,14 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     from mlsys_assets.resources import MlflowStore
 
     store = MlflowStore.from_env()
-    uri = store.tracking_uri or f"sqlite:///{Path(store.store_dir) / 'mlflow.db'}"
+    uri = store.store_uri()  # the profile's store; it may hold a password: passed by environment, never printed
     bin_dir = Path(sys.executable).parent
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    command = [str(bin_dir / "mlflow"), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(args.port)]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} ({uri})", flush=True)
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = uri
+    command = [str(bin_dir / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(args.port)]
+    shown = uri.split("://", 1)[0] + "://" + uri.rsplit("@", 1)[-1] if "@" in uri else uri
+    print(f"MLflow UI on http://127.0.0.1:{args.port} ({shown})", flush=True)
     os.execv(command[0], command)
     return 0
 

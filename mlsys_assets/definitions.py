@@ -1,6 +1,6 @@
 """The code location: every stage's assets, checks, jobs and resources, assembled in one place."""
 
-from dagster import AssetSelection, AutomationCondition, Definitions, define_asset_job, in_process_executor
+from dagster import AssetSelection, AutomationCondition, Definitions, define_asset_job
 
 from mlsys_assets.automation import (
     alerts,
@@ -15,6 +15,7 @@ from mlsys_assets.automation import (
     when_all_upstream_days_exist,
     when_upstream_day_updates,
 )
+from mlsys_assets.deployment import executor_from_env
 from mlsys_assets.features import flight_features
 from mlsys_assets.ingestion import raw_flights, raw_weather
 from mlsys_assets.monitoring import monitoring_assets
@@ -81,7 +82,7 @@ def build_defs() -> Definitions:
             "automation": AutomationPolicy.from_env(),
             "monitoring": MonitoringPolicy.from_env(),
         },
-        executor=in_process_executor,
+        executor=executor_from_env(),  # MLSYS_EXECUTOR: in_process, multiprocess or k8s; the assets stay the same
     )
     daily = when_upstream_day_updates()
     # a new drift reference (a new champion) must not recompute a year of drift: only new days are judged by it

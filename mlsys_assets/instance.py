@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlsys_assets.deployment import PROFILE_ENV, postgres_env_defaults, profile
 from mlsys_assets.settings import dagster_home
 
 INSTANCE_YAML = """\
@@ -36,12 +37,52 @@ concurrency:
 """
 
 
+# Every connection setting is an `{env: ...}` reference, resolved whenever the instance loads: the password is never
+# written here, and Dagster reaches the server MLflow's tracking URI names (mlsys_assets/deployment.py).
+POSTGRES_INSTANCE_YAML = """\
+# Written by mlsys for a new instance (MLSYS_PROFILE=postgres); edit freely, it is never overwritten.
+# Runs, event log and schedules live in PostgreSQL (dagster-postgres); the connection comes from the
+# environment of every process that loads the instance.
+storage:
+  postgres:
+    postgres_db:
+      hostname: {env: MLSYS_PG_HOST}
+      port: {env: MLSYS_PG_PORT}
+      username: {env: MLSYS_PG_USER}
+      password: {env: MLSYS_PG_PASSWORD}
+      db_name: {env: MLSYS_PG_DAGSTER_DB}
+      scheme: postgresql+psycopg2  # the driver dagster-postgres installs (SQLAlchemy 2.1 defaults to psycopg 3)
+""" + INSTANCE_YAML[INSTANCE_YAML.index("telemetry:"):]
+
+
+def uses_postgres(config_text: str) -> bool:
+    """Whether a dagster.yaml keeps its runs in PostgreSQL (the consolidated `storage: postgres` or a per-storage
+    dagster_postgres class)."""
+    import yaml
+
+    config = yaml.safe_load(config_text) or {}
+    if "postgres" in (config.get("storage") or {}):
+        return True
+    return any(str((config.get(key) or {}).get("module", "")).startswith("dagster_postgres")
+               for key in ("run_storage", "event_log_storage", "schedule_storage"))
+
+
 def prepare_dagster_home() -> Path:
-    """Point DAGSTER_HOME at `MLSYS_HOME/dagster` unless it is set, and give a new instance its settings."""
+    """Point DAGSTER_HOME at `MLSYS_HOME/dagster` unless it is set, and give a new instance the settings of the
+    profile (MLSYS_PROFILE). An existing instance of the other profile is an error: Dagster's runs in one store
+    and MLflow's models in the other would disagree about what happened."""
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
+    postgres = profile() == "postgres"
+    if postgres:
+        postgres_env_defaults()
     if not config.exists():
-        config.write_text(INSTANCE_YAML.format(home=home))
+        config.write_text(POSTGRES_INSTANCE_YAML if postgres else INSTANCE_YAML.format(home=home))
+    elif uses_postgres(config.read_text()) != postgres:
+        raise RuntimeError(
+            f"{config} was written for the {'embedded' if postgres else 'postgres'} profile, but "
+            f"{PROFILE_ENV}={profile()}: use another DAGSTER_HOME (or MLSYS_HOME) for this profile, or delete "
+            "that file to start a new instance")
     os.environ["DAGSTER_HOME"] = str(home)
     return home

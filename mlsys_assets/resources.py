@@ -69,22 +69,32 @@ class QualityPolicy(EnvResource):
 
 
 class MlflowStore(EnvResource):
-    """MLflow tracking and model registry; a SQLite store under MLSYS_HOME unless a server URI is given."""
+    """MLflow tracking and model registry: the profile's store (SQLite under MLSYS_HOME, or the PostgreSQL
+    database of MLSYS_PROFILE=postgres) unless a tracking URI is given."""
 
     home_paths: ClassVar[dict[str, tuple[str, str]]] = {"store_dir": ("MLSYS_MLFLOW_DIR", "mlflow")}
-    store_dir: str = Field(description="Folder of the embedded MLflow store (`mlflow.db` and `artifacts/`).")
-    tracking_uri: str = Field(default="", description="Tracking and registry URI; empty means "
-                                                      "`sqlite:///<store_dir>/mlflow.db`. Any MLflow server URI works.")
+    store_dir: str = Field(description="Folder of the embedded MLflow store (`mlflow.db` and `artifacts/`; "
+                                       "only `artifacts/` with the `postgres` profile).")
+    tracking_uri: str = Field(default="", description="Tracking and registry URI; empty means the profile's store: "
+                                                      "`sqlite:///<store_dir>/mlflow.db`, or "
+                                                      "`postgresql+psycopg2://.../$MLSYS_PG_MLFLOW_DB` with the "
+                                                      "`postgres` profile. Any MLflow server URI works.")
     experiment: str = Field(default="flight_delay", description="MLflow experiment of the training runs.")
     model_name: str = Field(default="flight_delay", description="Registered model name.")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links.")
+
+    def store_uri(self) -> str:
+        """The tracking and registry URI: an explicit `tracking_uri` wins over the profile's store. It can hold a
+        password (the `postgres` profile): never log it, and pass it to subprocesses by environment."""
+        from mlsys_assets.deployment import mlflow_store_uri
+
+        return self.tracking_uri or mlflow_store_uri(self.store_dir)
 
     def registry(self):  # -> core.registry.Registry (imported here: mlflow costs seconds to import)
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from mlsys_assets.core.registry import Registry
 
-        uri = self.tracking_uri or f"sqlite:///{Path(self.store_dir) / 'mlflow.db'}"
-        return Registry(tracking_uri=uri, artifact_root=str(Path(self.store_dir) / "artifacts"),
+        return Registry(tracking_uri=self.store_uri(), artifact_root=str(Path(self.store_dir) / "artifacts"),
                         experiment=self.experiment, model_name=self.model_name, ui_url=self.ui_url)
 
 

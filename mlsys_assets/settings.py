@@ -107,7 +107,8 @@ class EnvResource(ConfigurableResource):
 
 GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
     (HOME_ENV, DEFAULT_HOME, "The folder holding all state; deleting it is a clean reset."),
-    ("DAGSTER_HOME", "$MLSYS_HOME/dagster", "The Dagster instance (runs, event log, schedules; SQLite)."),
+    ("DAGSTER_HOME", "$MLSYS_HOME/dagster", "The Dagster instance (runs, event log, schedules; SQLite, or only its "
+                                            "`dagster.yaml` and logs with the `postgres` profile)."),
     ("MLSYS_FIRST_DAY", "2013-01-01", "First daily partition."),
     ("MLSYS_LAST_DAY", "2013-12-31", "Last daily partition."),
     ("MLSYS_DEMO_START", "2013-03-20", "First day `make demo` replays."),
@@ -122,9 +123,10 @@ GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
 def settings_rows() -> list[tuple[str, str, str]]:
     """Every setting: (environment variable, default, meaning); the README's table is this list."""
     from mlsys_assets.core.serving import SERVE_SETTINGS
+    from mlsys_assets.deployment import DEPLOYMENT_SETTINGS
     from mlsys_assets.resources import ALL_RESOURCES
 
-    rows = list(GLOBAL_SETTINGS)
+    rows = [*GLOBAL_SETTINGS[:2], *DEPLOYMENT_SETTINGS, *GLOBAL_SETTINGS[2:]]
     for resource in ALL_RESOURCES:
         rows.extend(resource.settings_table())
     return rows + list(SERVE_SETTINGS)

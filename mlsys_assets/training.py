@@ -119,14 +119,15 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
                            "holdout_days": training.holdout_days, "decision_threshold": training.decision_threshold})
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()} | {"train_rows": float(len(train))})
         columns = [*FEATURE_COLUMNS, LABEL, "flight_id", "flight_date"]
-        for name, part, ctx in (("train", train, "training"), ("holdout", holdout, "evaluation")):
-            with warnings.catch_warnings():  # a file path matches two MLflow source kinds; it picks the local one
-                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-                # the label and keys are integers and never missing: MLflow's hint about integer columns is moot
-                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        with warnings.catch_warnings():
+            # a file path matches two MLflow source kinds (it picks the local one); the label and keys are integers
+            # and never missing, so MLflow's hint about integer columns is moot
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            for name, part, ctx in (("train", train, "training"), ("holdout", holdout, "evaluation")):
                 dataset = mlflow.data.from_pandas(part[columns].reset_index(drop=True), name=f"training_set.{name}",
                                                   targets=LABEL, source=warehouse.database)
-            mlflow.log_input(dataset, context=ctx)
+                mlflow.log_input(dataset, context=ctx)
         example = feature_matrix(train.head(5)).reset_index(drop=True)  # the dtypes the model is given
         info = mlflow.sklearn.log_model(
             pipeline, name="model", signature=infer_signature(example, pipeline.predict_proba(example)[:, 1]),

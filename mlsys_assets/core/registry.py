@@ -6,7 +6,10 @@ MLflow keeps only where an alias points now; `promotion_history` in the warehous
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -87,7 +90,9 @@ class Registry:
         found = self.client.search_logged_models(
             experiment_ids=[ref.experiment_id], filter_string=f"source_run_id = '{ref.run_id}'")
         source = f"models:/{found[0].model_id}" if found else ref.model_uri
-        version = mlflow.register_model(source, self.model_name, tags=tags)
+        with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints its progress to stderr
+            version = mlflow.register_model(source, self.model_name, tags=tags)
+        logging.getLogger(__name__).info(said.getvalue().strip())
         return str(version.version)
 
     def set_alias(self, alias: str, version: str) -> None:

@@ -47,13 +47,12 @@ class InProcessDaemon:
                 self.tick(name)
 
     def _automation_sensors(self) -> list[str]:
-        return [s.name for s in self.repository.sensor_defs
-                if type(s).__name__ == "AutomationConditionSensorDefinition"]
+        return [s.name for s in self.repository.sensor_defs if _is_automation(s)]
 
     # Sensor state lives where the Dagster daemon keeps it (the instance's schedule storage, found by the selector
     # of location, repository and sensor name), so `make dev` continues from the replay's cursors instead of
     # seeing every landed file as new, and the UI lists the replay's ticks. These are Dagster internals
-    # (dagster 1.13); tests/test_automation.py checks that the daemon's own lookup finds them.
+    # (dagster 1.13); mlsys_tests/test_webserver.py checks through GraphQL that the UI finds them.
     def _origin(self, name: str):
         from dagster._core.remote_origin import (
             InProcessCodeLocationOrigin,
@@ -122,7 +121,7 @@ class InProcessDaemon:
         with context:
             data = sensor.evaluate_tick(context)
         tick_id = uuid.uuid4().hex[:12]
-        is_automation = type(sensor).__name__ == "AutomationConditionSensorDefinition"
+        is_automation = _is_automation(sensor)
         runs = [run for request in data.run_requests
                 if (run := self._launch(sensor, request, tick_id, is_automation)) is not None]
         self._store_tick(name, "AUTOMATION" if is_automation else "STANDARD", data.cursor,
@@ -192,6 +191,12 @@ class InProcessDaemon:
             sensor_name=run_failure_alert_sensor.name, dagster_event=result.get_run_failure_event(),
             dagster_instance=self.instance, dagster_run=result.dagster_run).for_run_failure()
         run_failure_alert_sensor(context)
+
+
+def _is_automation(sensor: object) -> bool:
+    from dagster import AutomationConditionSensorDefinition
+
+    return isinstance(sensor, AutomationConditionSensorDefinition)
 
 
 def process_tags() -> dict[str, str]:

@@ -211,16 +211,39 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+@dataclass
+class Measurement:
+    version: str
+    flights: int
+    levels: list[int]
+    results: dict[str, list[Level]]
+    extras: dict[str, dict[str, float]]
+    answers: dict[str, list[bytes]]
+    batch_rows: int
+
+
 def run(home: Path, args: argparse.Namespace) -> int:
+    measured = measure(home, args)
+    if measured is None:
+        return 2
+    report(measured.results, measured.extras, measured.levels, measured.batch_rows)
+    agreement(measured.answers)
+    return 0
+
+
+def measure(home: Path, args: argparse.Namespace) -> Measurement | None:
+    """Both servers up, every concurrency level in alternating rounds, one multi-row request; None without a
+    @champion."""
     from mlsys_assets.core.serving import free_port
     from mlsys_assets.resources import MlflowStore
 
     registry = MlflowStore.from_env().registry()
     version = registry.alias_version("champion")
     if version is None:
-        print(f"{registry.model_name!r} has no @champion in {registry.tracking_uri}; run the pipeline and retraining "
-              "first, or leave out --home", file=sys.stderr)
-        return 2
+        where = registry.tracking_uri.split("@")[-1]  # never print a password the URI may hold
+        print(f"{registry.model_name!r} has no @champion in {where}; run the pipeline and retraining first, or "
+              "leave out --home", file=sys.stderr)
+        return None
     ours, theirs = request_bodies(home, args.day)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "MLSYS_HOME": str(home), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -270,9 +293,7 @@ def run(home: Path, args: argparse.Namespace) -> int:
         for process in processes.values():
             stop(process)
         shutil.rmtree(env["MLSYS_PREDICTION_LOG_DIR"], ignore_errors=True)
-    report(results, extras, levels, batch_rows)
-    agreement(answers)
-    return 0
+    return Measurement(version, len(ours), levels, results, extras, answers, batch_rows)
 
 
 def report(results: dict[str, list[Level]], extras: dict[str, dict[str, float]], levels: list[int],

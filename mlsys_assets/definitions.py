@@ -19,7 +19,6 @@ from mlsys_assets.deployment import executor_from_env
 from mlsys_assets.features import flight_features
 from mlsys_assets.ingestion import raw_flights, raw_weather
 from mlsys_assets.monitoring import monitoring_assets
-from mlsys_assets.partitions import daily_partitions
 from mlsys_assets.predictions import batch_predictions
 from mlsys_assets.resources import (
     AutomationPolicy,
@@ -45,14 +44,12 @@ daily_pipeline = define_asset_job(
     "daily_pipeline",
     selection=AssetSelection.groups("ingestion", "validation", "features", "predictions")
     | AssetSelection.assets("online_weather"),
-    partitions_def=daily_partitions,
     description="One day of the feed: landing files -> raw -> validated (and quarantined) -> features -> "
                 "batch predictions, and the day's weather published for serving.",
 )
 batch_scoring = define_asset_job(
     "batch_scoring",
     selection=AssetSelection.assets("batch_predictions"),
-    partitions_def=daily_partitions,
     description="Rescore days with the current champion (after a promotion or a rollback).",
 )
 retraining = define_asset_job(

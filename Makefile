@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-demo: $(STAMP) ## land a month of 2013 and run the main job on the embedded default (.mlsys/)
+demo: $(STAMP) ## replay 78 days of 2013 through the sensors and automation on the embedded default (.mlsys/)
 	$(BIN)/mlsys demo
 
 test: $(STAMP) ## run the whole test suite, slow end-to-end tests included

@@ -143,23 +143,18 @@ def append_partitions(con, writes: list) -> None:
     """Append new days to existing tables: one INSERT per table for the whole chunk, in one transaction. The
     rows and their typing are replace_partitions' (its `_plain`); its DELETE of the day is left out because
     history days are new, which makes the fill ~5x faster than one replace per day and table."""
-    from mlsys_assets.core.warehouse import PARTITION_COLUMN, _plain
+    from mlsys_assets.core.warehouse import PARTITION_COLUMN, _plain, transaction
 
     by_table: dict[str, list[pd.DataFrame]] = {}
     for write in writes:
         if len(write.frame):
             by_table.setdefault(write.table, []).append(
                 _plain(write.frame).assign(**{PARTITION_COLUMN: pd.Timestamp(write.day).date()}))
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table, frames in by_table.items():
             con.register("_history", pd.concat(frames, ignore_index=True))
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _history")
             con.unregister("_history")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _report(instance, days: Sequence[str], counts: dict[tuple[str, str], int]) -> None:

@@ -46,7 +46,7 @@ from mlsys_assets.core.drift import (
     score_drift,
 )
 from mlsys_assets.core.features import LABEL, WEATHER_FEATURES
-from mlsys_assets.core.warehouse import PARTITION_COLUMN, read_frame, table_exists
+from mlsys_assets.core.warehouse import PARTITION_COLUMN, read_frame, table_exists, transaction
 
 REFERENCES, FEATURE_DRIFT, PREDICTION_DRIFT = "drift_references", "feature_drift", "prediction_drift"
 LIVE_PERFORMANCE, SERVED_PREDICTIONS, BATCH_PREDICTIONS = "live_performance", "served_predictions", "batch_predictions"
@@ -106,18 +106,13 @@ def reference_frame(stored: StoredReference) -> pd.DataFrame:
 def save_reference(con: duckdb.DuckDBPyConnection, stored: StoredReference, built_at: datetime) -> int:
     """Replace the version's rows and make it the current reference, in one transaction; returns the rows stored."""
     frame = reference_frame(stored).assign(built_at=built_at, is_current=True)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(REFERENCES_DDL)
         con.execute(f"DELETE FROM {REFERENCES} WHERE model_version = ?", [stored.model_version])
         con.register("_reference", frame)
         con.execute(f"INSERT INTO {REFERENCES} BY NAME SELECT * FROM _reference")
         con.unregister("_reference")
         con.execute(f"UPDATE {REFERENCES} SET is_current = (model_version = ?)", [stored.model_version])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return len(frame)
 
 

@@ -7,7 +7,8 @@ and a crash mid-write leaves the old partition whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -23,6 +24,18 @@ class PartitionWrite:
     table: str
     frame: pd.DataFrame
     day: str
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Everything in the block commits together or not at all (rolled back on any exception, interrupts too)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> object:
@@ -47,8 +60,7 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 def replace_partitions(con: duckdb.DuckDBPyConnection, writes: Sequence[PartitionWrite]) -> dict[str, int]:
     """Replace each (table, day) with its rows, all in one transaction; creates tables on first write."""
     counts: dict[str, int] = {}
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for number, write in enumerate(writes):
             view = f"_incoming_{number}"
             con.register(view, _plain(write.frame))
@@ -60,10 +72,6 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, writes: Sequence[Partitio
                         f"FROM {view}", [write.day])
             con.unregister(view)
             counts[write.table] = len(write.frame)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return counts
 
 
@@ -92,8 +100,7 @@ def count_rows(con: duckdb.DuckDBPyConnection, table: str, day: str) -> int:
 
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
     """Replace all rows of an unpartitioned table in one transaction (DELETE + INSERT, no file growth)."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.register("_incoming", _plain(frame))
         if table_exists(con, table):
             con.execute(f"DELETE FROM {table}")
@@ -101,10 +108,6 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
         else:
             con.execute(f"CREATE TABLE {table} AS SELECT * FROM _incoming")
         con.unregister("_incoming")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return len(frame)
 
 

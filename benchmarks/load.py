@@ -33,6 +33,8 @@ VARIANTS = {
     "import mlsys_assets.definitions, GC off": "import gc; gc.disable(); import mlsys_assets.definitions",
 }
 GC_OFF = "import gc; gc.disable(); "
+# what loading must not import (mlsys_tests/test_load.py holds it to that): each is imported where it is used
+HEAVY = ("pandas", "numpy", "pyarrow", "duckdb", "pandera", "sklearn", "mlflow", "scipy", "matplotlib")
 
 
 def _time(code: str) -> float:
@@ -59,6 +61,32 @@ def import_times(statement: str, repetitions: int = 3) -> dict[str, float]:
         runs.append(by_package)
     keys = {k for run in runs for k in run}
     return {k: median([run.get(k, 0.0) for run in runs]) for k in keys}
+
+
+def heavy_importers(statement: str) -> dict[str, str]:
+    """Each of HEAVY that `statement` imports, with the project module that imported it first (and the package in
+    between, if any), read off the nesting of `-X importtime`'s report: e.g. {"pandas": "mlsys_assets.metadata"}."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", statement], check=True, capture_output=True,
+                          text=True, env=os.environ.copy())
+    lines = []  # (depth, module) in the report's order: a module's line follows those of the modules it imported
+    for line in done.stderr.splitlines():
+        found = re.match(r"import time:\s+\d+\s+\|\s+\d+\s+\|( *)(\S+)", line)
+        if found:
+            lines.append((len(found.group(1)) // 2, found.group(2)))
+    importers: dict[str, str] = {}
+    for number, (depth, module) in enumerate(lines):
+        package = module.split(".")[0]
+        if package not in HEAVY or package in importers:
+            continue
+        chain, level = [], depth  # the modules that imported this one, innermost first
+        for later_depth, later in lines[number + 1:]:
+            if later_depth < level:
+                chain.append(later)
+                level = later_depth
+        ours = next((m for m in chain if m.startswith("mlsys_assets")), None)
+        between = [m.split(".")[0] for m in chain[:chain.index(ours)] if m.split(".")[0] != package] if ours else []
+        importers[package] = (ours or "?") + (f" through {between[-1]}" if between else "")
+    return importers
 
 
 def run(quick: bool = False) -> list[Result]:
@@ -92,6 +120,11 @@ def run(quick: bool = False) -> list[Result]:
         gc_ours, gc_theirs = median(times["import mlsys_assets.definitions, GC off"]), median(
             times["import dagster, GC off"])
         gc_share = (measured - gc_ours) - (baseline - gc_theirs)
+        heavy = heavy_importers("import mlsys_assets.definitions")
+        imported = ("heavy libraries it imports, each with the project module that imports it first: "
+                    + ", ".join(f"{p} ({m})" for p, m in heavy.items()) if heavy
+                    else f"it imports none of {', '.join(HEAVY)}")
+        details.append(f"import mlsys_assets.definitions: {imported}")
         details.append(f"with the garbage collector off in both processes: {gc_ours:.2f} s vs {gc_theirs:.2f} s = "
                        f"{gc_ours / gc_theirs:.2f}x; GC pauses cost the code location {measured - gc_ours:.2f} s "
                        f"and dagster alone {baseline - gc_theirs:.2f} s")
@@ -100,8 +133,7 @@ def run(quick: bool = False) -> list[Result]:
                    "dagster does not import (-X importtime, GC off, self time): "
                    + ", ".join(f"{p} {ms:.0f} ms" for ms, p in top[:5])
                    + f"; and about {gc_share:.2f} s more garbage-collector pauses over the bigger heap (with GC off in "
-                   f"both: {gc_ours / gc_theirs:.2f}x). pandas and numpy are module-level imports of core.landing "
-                   "(first, via ingestion), core.warehouse and metadata")
+                   f"both: {gc_ours / gc_theirs:.2f}x); {imported}")
     return [Result("1. code location load", f"{measured:.2f} s (import mlsys_assets.definitions, builds defs)",
                    f"{baseline:.2f} s (import dagster)", ratio, f"<= {TARGET}x", ratio <= TARGET, why, details)]
 

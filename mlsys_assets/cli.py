@@ -134,10 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _min_free_mb() -> float:
+    from mlsys_assets.resources import Warehouse
+
+    return Warehouse.from_env().min_free_mb
+
+
+WRITES_HOME = ("land", "demo", "dev", "rollback", "serve")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command; a full disk or an unwritable MLSYS_HOME ends it with one sentence on stderr (exit 1)."""
+    from mlsys_assets.core.storage import as_storage_error, ensure_writable
+
     args = build_parser().parse_args(argv)
     started = time.monotonic()
-    status = args.func(args)
+    try:
+        if args.command in WRITES_HOME:
+            ensure_writable(mlsys_home(), _min_free_mb())
+        status = args.func(args)
+    except Exception as exc:
+        error = as_storage_error(exc, getattr(exc, "filename", None) or mlsys_home())
+        if error is None:
+            raise
+        print(f"mlsys {args.command}: {error}", file=sys.stderr)
+        return 1
     if args.command in ("land", "demo"):
         print(f"done in {time.monotonic() - started:.1f} s (state in {mlsys_home()})")
     return status

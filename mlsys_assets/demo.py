@@ -74,6 +74,7 @@ def run_demo(start: str, end: str) -> int:
 
     from dagster import DagsterInstance
 
+    from mlsys_assets.core.storage import ensure_writable
     from mlsys_assets.definitions import build_defs
     from mlsys_assets.replay import InProcessDaemon
     from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
@@ -120,6 +121,9 @@ def run_demo(start: str, end: str) -> int:
         for failed in log.failed_runs:
             print(f"    FAILED run: {failed}", flush=True)
         logs.append(log)
+        if log.failed_runs:  # a full or read-only disk fails every later day too: stop and say so
+            for folder in {mlsys_home(), Path(warehouse.database).parent}:
+                ensure_writable(folder, warehouse.min_free_mb)
 
     daemon.settle()
     report = defs.resolve_implicit_global_asset_job_def().execute_in_process(

@@ -24,6 +24,11 @@ schedule_storage:
   module: dagster._core.storage.schedules
   class: SqliteScheduleStorage
   config: {{base_dir: "{home}/schedules"}}
+# The daemon fails runs that never start or never finish cancelling (a run worker lost with its machine).
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
 telemetry:
   enabled: false
 nux:
@@ -52,7 +57,7 @@ storage:
       password: {env: MLSYS_PG_PASSWORD}
       db_name: {env: MLSYS_PG_DAGSTER_DB}
       scheme: postgresql+psycopg2  # the driver dagster-postgres installs (SQLAlchemy 2.1 defaults to psycopg 3)
-""" + INSTANCE_YAML[INSTANCE_YAML.index("telemetry:"):]
+""" + INSTANCE_YAML[INSTANCE_YAML.index("# The daemon fails runs"):]
 
 
 def uses_postgres(config_text: str) -> bool:

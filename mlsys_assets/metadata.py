@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def column_schema(frame: pd.DataFrame) -> TableSchema:
@@ -77,6 +81,22 @@ def _with_cost(item: Any, cost: _Cost) -> Any:
     return item  # check results and the like carry no cost of their own
 
 
+@contextmanager
+def _plain_storage_errors() -> Iterator[None]:
+    """A step that hits a full disk or a read-only folder fails with a StorageError naming the path (the file the
+    OS error names, else MLSYS_HOME) and what to do; the library's own error stays attached as its cause."""
+    try:
+        yield
+    except Exception as exc:
+        from mlsys_assets.core.storage import as_storage_error
+        from mlsys_assets.settings import mlsys_home
+
+        error = as_storage_error(exc, getattr(exc, "filename", None) or mlsys_home())
+        if error is None or error is exc:
+            raise
+        raise error from exc
+
+
 def accounted(fn: Any) -> Any:
     """Adds the step's wall time and peak memory to every materialization it returns or yields, so the UI plots
     what each asset costs over time. Goes between the asset decorator and the function."""
@@ -86,7 +106,7 @@ def accounted(fn: Any) -> Any:
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def generator(*args: Any, **kwargs: Any) -> Any:
-            with _Cost() as cost:
+            with _Cost() as cost, _plain_storage_errors():
                 items = list(fn(*args, **kwargs))
             yield from (_with_cost(item, cost) for item in items)
 
@@ -94,7 +114,7 @@ def accounted(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def function(*args: Any, **kwargs: Any) -> Any:
-        with _Cost() as cost:
+        with _Cost() as cost, _plain_storage_errors():
             result = fn(*args, **kwargs)
         if type(result) is tuple:  # several results (a multi-asset); a MaterializeResult is a tuple subclass
             return tuple(_with_cost(item, cost) for item in result)

@@ -1,6 +1,5 @@
 """Batch predictions: each day's features scored by the champion, or by the baseline when there is none."""
 
-import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlsys_assets.core.warehouse import PartitionWrite, read_days, read_frame, replace_partitions, table_exists
@@ -12,6 +11,8 @@ from mlsys_assets.resources import MlflowStore, TrainingPolicy, Warehouse
 
 def load_baseline(warehouse: Warehouse, before_day: str):
     """The published baseline, else one fitted on the feature days before `before_day` (never the day itself)."""
+    import pandas as pd
+
     from mlsys_assets.core.model import RateBaseline, fit_baseline
 
     with warehouse.get_connection() as con:
@@ -39,6 +40,8 @@ def batch_predictions(context: AssetExecutionContext, warehouse: Warehouse, mlfl
     """Every flight of the day scored by the registered model's @champion: probability, predicted label,
     model name, version and MLflow run id on each row, so any prediction traces back to its model and
     training data. Without a loadable champion the baseline scores the day, and every row says so."""
+    import pandas as pd
+
     from mlsys_assets.core.model import delay_probability
     from mlsys_assets.core.registry import CHALLENGER, CHAMPION
 

@@ -3,51 +3,153 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import duckdb
-from dagster_duckdb import DuckDBResource
-from pydantic import Field
+from dagster import InitResourceContext
+from pydantic import Field, PrivateAttr
 
 from mlsys_assets.core.features import WEATHER_FEATURES
 from mlsys_assets.core.sources import Source
 from mlsys_assets.settings import EnvResource
 
+if TYPE_CHECKING:
+    import duckdb
 
-class Warehouse(DuckDBResource, EnvResource):
+
+class Warehouse(EnvResource):
     """The DuckDB warehouse file: the one place a team changes to move the tables elsewhere.
 
-    DuckDB lets one process open a file for writing and no other process open it at all meanwhile, so
-    a connection is held only for the few statements that need it and opening waits for the lock.
+    DuckDB lets one process open a file for writing and no other process open it at all meanwhile, so the file
+    is held only while steps use it and opening waits for the lock. Opening it costs ~20 ms and a day's run
+    connects a few dozen times, so inside a run (between Dagster's setup and teardown of this resource) the
+    steps share one open database and it is closed once unused for `idle_close_seconds`; outside a run every
+    connection opens and closes the file. (Dagster's own `DuckDBResource` has the same two first fields, but
+    importing dagster_duckdb imports duckdb, which every load of the code location would pay for.)
     """
 
     home_paths: ClassVar[dict[str, tuple[str, str]]] = {"database": ("MLSYS_WAREHOUSE", "warehouse.duckdb")}
     database: str = Field(description="The DuckDB warehouse file.")
+    connection_config: dict[str, Any] = Field(
+        default={}, description="DuckDB configuration options (https://duckdb.org/docs/configuration/overview).")
     lock_timeout_seconds: float = Field(
         default=120.0, description="How long to wait for another process to release the warehouse file.")
+    idle_close_seconds: float = Field(
+        default=1.0, description="Inside a run, how long the warehouse file stays open unused for the next step "
+                                 "(another process waits at most this long after the run's last use).")
+    min_free_mb: float = Field(
+        default=50.0, description="Refuse to start writing (and `mlsys` to start) with less free disk space than "
+                                  "this, in MB: a clear error instead of a disk filling mid-run.")
+    _shared: SharedDatabase | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._shared = SharedDatabase(self._open, self.idle_close_seconds)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        """A connection to the warehouse; a full disk or a read-only or unwritable folder raises a StorageError
+        naming the file, instead of DuckDB's own words from deep inside a write."""
+        import duckdb
+
+        from mlsys_assets.core.storage import as_storage_error, check_disk
+
+        check_disk(self.database, self.min_free_mb, self.env_var("min_free_mb"))
+        shared = self._shared
+        con = shared.acquire() if shared is not None else self._open()
+        try:
+            yield con
+        except duckdb.Error as exc:
+            error = as_storage_error(exc, self.database)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            if shared is not None:
+                shared.release(con)
+            else:
+                con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Opens the file, waiting for another process's lock up to `lock_timeout_seconds`."""
+        import duckdb
+
+        from mlsys_assets.core.storage import as_storage_error
+
+        try:
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise (as_storage_error(exc, self.database) or exc) from exc
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(self.database, config=dict(self.connection_config))
-                break
+                return duckdb.connect(self.database, config=dict(self.connection_config))
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
+                    raise (as_storage_error(exc, self.database) or exc) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        try:
-            yield con
-        finally:
-            con.close()
+
+
+class SharedDatabase:
+    """One open DuckDB database for the steps of a run: each connection handed out is a cursor on it (its own
+    transactions), and the database is closed once nothing has used it for `idle_seconds`, or at `close`."""
+
+    def __init__(self, open_database: Callable[[], duckdb.DuckDBPyConnection], idle_seconds: float) -> None:
+        self._open_database = open_database
+        self._idle_seconds = idle_seconds
+        self._lock = threading.Lock()
+        self._database: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._timer: threading.Timer | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._database is not None
+
+    def acquire(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._database is None:
+                self._database = self._open_database()
+            self._users += 1
+            return self._database.cursor()
+
+    def release(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        cursor.close()
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._database is not None:
+                self._timer = threading.Timer(self._idle_seconds, self._close_if_idle)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _close_if_idle(self) -> None:
+        with self._lock:
+            if self._users == 0 and self._database is not None:
+                self._database.close()
+                self._database = None
+            self._timer = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._database is not None:
+                self._database.close()
+                self._database = None
 
 
 class LandingZone(EnvResource):

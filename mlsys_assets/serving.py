@@ -1,16 +1,8 @@
 """Serving assets: what `mlsys serve` reads (weather and baseline rates published as files, because the server
 may never open the single-process DuckDB warehouse), and what it served (its prediction log, ingested)."""
 
-import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from mlsys_assets.core.online import (
-    prediction_log_dir,
-    publish_baseline,
-    publish_weather,
-    read_prediction_log,
-    weather_frame,
-)
 from mlsys_assets.core.warehouse import PartitionWrite, read_days, read_frame, replace_partitions, table_exists
 from mlsys_assets.ingestion import OWNERS
 from mlsys_assets.metadata import accounted, markdown_table, table_metadata
@@ -30,6 +22,10 @@ from mlsys_assets.resources import Warehouse
 def online_weather(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """The day's validated weather, published to `<MLSYS_ONLINE_DIR>/weather/<day>.parquet` (written atomically)
     for the server to join to requests exactly as `flight_features` joins it in batch."""
+    import pandas as pd
+
+    from mlsys_assets.core.online import publish_weather, weather_frame
+
     day = context.partition_key
     with warehouse.get_connection() as con:
         weather = read_days(con, "validated_weather", [day], order_by=["source_row"])
@@ -49,6 +45,8 @@ def online_weather(context: AssetExecutionContext, warehouse: Warehouse) -> Mate
 def online_baseline(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     """The baseline's rates (table `baseline_rates`, fitted by training_set), published for the server's fallback.
     Until training has run there is nothing to publish, and the server falls back to a constant rate."""
+    from mlsys_assets.core.online import publish_baseline
+
     with warehouse.get_connection() as con:
         rates = read_frame(con, "SELECT * FROM baseline_rates") if table_exists(con, "baseline_rates") else None
     if rates is None:
@@ -76,6 +74,8 @@ def served_predictions(context: AssetExecutionContext, warehouse: Warehouse) -> 
     """Every prediction `mlsys serve` answered (and shadow-scored) for flights of the day, from its JSON-lines log
     (`<MLSYS_PREDICTION_LOG_DIR>/<day>/*.jsonl`): request, features, probability, model version, role, latency.
     Rematerializing a day replaces it with what the log holds now."""
+    from mlsys_assets.core.online import prediction_log_dir, read_prediction_log
+
     day = context.partition_key
     frame, read = read_prediction_log(day)
     with warehouse.get_connection() as con:

@@ -4,8 +4,8 @@ import base64
 import io
 import json
 import warnings
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -29,6 +29,9 @@ from mlsys_assets.ingestion import OWNERS
 from mlsys_assets.metadata import accounted, markdown_table, table_metadata
 from mlsys_assets.resources import MlflowStore, TrainingPolicy, Warehouse
 
+if TYPE_CHECKING:  # no `from __future__ import annotations` here: Dagster rejects a `context` annotation string
+    import pandas as pd
+
 GATE_CHECK = "candidate_passes_promotion_gate"
 
 
@@ -41,7 +44,7 @@ def run_tags(context: AssetExecutionContext | OpExecutionContext, asset_name: st
     return {**tags, **extra}
 
 
-def _load_training_set(warehouse: Warehouse) -> pd.DataFrame:
+def _load_training_set(warehouse: Warehouse) -> "pd.DataFrame":
     with warehouse.get_connection() as con:
         if not table_exists(con, "training_set"):
             raise ValueError("training_set has not been materialized")
@@ -142,7 +145,7 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
     })
 
 
-def _calibration_plot(tables: dict[str, pd.DataFrame]) -> bytes:
+def _calibration_plot(tables: "dict[str, pd.DataFrame]") -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,6 +181,8 @@ def model_evaluation(context: AssetExecutionContext, candidate_model: dict, ware
     """Candidate and current champion scored on the same holdout: metrics, per-slice metrics and calibration,
     and the promotion gate's decision. The candidate is registered as a new version either way; a rejected
     one becomes @challenger."""
+    import pandas as pd
+
     from mlsys_assets.core.evaluation import (
         calibration_table,
         classification_metrics,

@@ -15,11 +15,12 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from mlsys_assets.core.sources import SOURCES, Source, read_default_source
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NULL_TOKENS = frozenset({"", "NA", "NaN", "nan", "NULL", "null"})
 
@@ -101,6 +102,9 @@ def deliver_day(feed_dir: str | Path, landing_dir: str | Path, day: str,
 
 
 def _typed_column(values: pd.Series, kind: str, name: str, errors: list[pd.Series]) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
     is_null = values.isin(NULL_TOKENS)
     if kind == "text":
         return values.where(~is_null, None).astype("str").where(~is_null, None)
@@ -113,13 +117,17 @@ def _typed_column(values: pd.Series, kind: str, name: str, errors: list[pd.Serie
         numbers = numbers.where(~bad).astype("Int64")
     else:
         numbers = numbers.where(~bad).astype("float64")
-    errors.append(pd.Series(np.where(bad, name + "=" + values.map(repr) + ": " + problem, None),
-                            index=values.index, dtype=object))
+    if bad.any():  # the message is built for the bad values only: repr of every value costs most of a clean read
+        errors.append(pd.Series((name + "=" + values[bad].map(repr) + ": " + problem).astype(object),
+                                index=values.index[bad], dtype=object).reindex(values.index))
     return numbers
 
 
 def read_landing_file(path: str | Path, source: Source) -> LandingFile:
     """Read one landing file strictly (see the module docstring for what is rejected)."""
+    import numpy as np
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise LandingFileError(path, "file is missing")
@@ -163,10 +171,10 @@ def read_landing_file(path: str | Path, source: Source) -> LandingFile:
         for name in names:
             frame[name] = _typed_column(raw[name], kind, name, errors)
     frame = frame[list(source.columns)]
-    problems = pd.concat(errors, axis=1)
     frame["parse_errors"] = pd.Series(None, index=raw.index, dtype=object)
-    has_problem = problems.notna().any(axis=1)
-    if has_problem.any():
+    if errors:
+        problems = pd.concat(errors, axis=1).astype(object).where(lambda p: p.notna(), None)
+        has_problem = problems.notna().any(axis=1)
         frame.loc[has_problem, "parse_errors"] = problems[has_problem].apply(
             lambda r: "; ".join(v for v in r if v is not None), axis=1)
     extra = [name for name in header if name not in source.columns]

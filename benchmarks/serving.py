@@ -8,7 +8,9 @@ Run by hand, not by pytest:
 without it a temporary one is prepared (two landed days, the daily pipeline, a retrained champion, the
 published weather: about half a minute). Each server runs in its own process on 127.0.0.1 with one worker;
 clients are threads of this process, each with a keep-alive connection, sending one flight per request. Our
-server gets the raw flight (and builds features itself); MLflow's gets the feature row its signature wants.
+server gets the raw flight (and builds features itself: single-row requests take its row path, `row_features` and
+the champion compiled by `core.rowmodel`; the one multi-row request timed takes the table path); MLflow's gets
+the feature row its signature wants.
 """
 
 from __future__ import annotations

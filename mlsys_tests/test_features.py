@@ -66,3 +66,86 @@ def test_one_raw_row_gives_identical_features_in_the_table_and_alone(defs, insta
                                     [flight_id]), columns=list(FEATURE_COLUMNS))
         assert len(stored) == 1
         pd.testing.assert_frame_equal(feature_matrix(stored), alone)
+
+
+# Real days with what the row-wise executor must get right: New Year's Day (a weather hour missing), the spring
+# DST change (no 02:00 observation), the autumn one (repeated observation keys: the first one wins), and the last
+# day of the year, which has no weather at all.
+ROW_DAYS = ("2013-01-01", "2013-03-10", "2013-11-03", "2013-12-31")
+
+
+@pytest.fixture(scope="module")
+def shipped_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROW_DAYS of the shipped data, read through landing files as the pipeline reads them."""
+    from mlsys_assets.core.sources import read_default_source
+
+    folder = tmp_path_factory.mktemp("shipped")
+    frames = []
+    for source in (FLIGHTS, WEATHER):
+        table = read_default_source(source.name)
+        day = table["year"] + "-" + table["month"].str.zfill(2) + "-" + table["day"].str.zfill(2)
+        path = folder / f"{source.name}.csv"
+        table[day.isin(ROW_DAYS)].to_csv(path, index=False, columns=list(source.columns), lineterminator="\n")
+        frames.append(read_landing_file(path, source).frame)
+    return frames[0], frames[1]
+
+
+def _edge_rows(flights: pd.DataFrame) -> pd.DataFrame:
+    """Real rows moved to clock times at every band edge and midnight, to 01:xx of the autumn DST day (where each
+    origin has two observations), and to dates without weather (a leap day, the 366th day of a year, a Saturday
+    and a Sunday)."""
+    base = flights[list(REQUEST_COLUMNS)].head(1)
+    rows = []
+    for dep, arr in ((0, 0), (1, 2359), (59, 100), (559, 600), (600, 559), (1159, 1200), (1200, 1159), (1659, 1700),
+                     (1700, 1659), (2359, 1), (2359, 0), (1230, 1230)):
+        rows.append(base.assign(sched_dep_time=dep, sched_arr_time=arr))
+    for origin in ("EWR", "JFK", "LGA"):
+        rows.append(base.assign(year=2013, month=11, day=3, sched_dep_time=130, origin=origin))
+    for year, month, day in ((2012, 2, 29), (2016, 12, 31), (2013, 6, 1), (2013, 6, 2), (2100, 12, 31)):
+        rows.append(base.assign(year=year, month=month, day=day))
+    return pd.concat(rows, ignore_index=True).astype(flights[list(REQUEST_COLUMNS)].dtypes.to_dict())
+
+
+def test_row_features_equal_build_features_on_every_flight(shipped_days, tmp_path: Path) -> None:
+    """The two executors of the feature definition: the same keys and features for every flight of ROW_DAYS and
+    for clock-time and calendar edge cases, value for value (NaN where the other has NaN), with the weather looked
+    up in the published files as the server does."""
+    from mlsys_assets.core.features import KEY_COLUMNS, WEATHER_FEATURES, row_features, weather_key
+    from mlsys_assets.core.online import WeatherStore, publish_weather
+
+    flights, weather = shipped_days
+    flights = flights[flights["parse_errors"].isna()]
+    flights = pd.concat([flights[list(REQUEST_COLUMNS)], _edge_rows(flights)], ignore_index=True)
+    for day in ROW_DAYS:
+        observed = weather[(weather["year"] == int(day[:4])) & (weather["month"] == int(day[5:7]))
+                           & (weather["day"] == int(day[8:]))]
+        if len(observed):
+            publish_weather(day, observed, tmp_path)
+    store = WeatherStore(tmp_path)
+
+    expected = build_features(flights, weather)
+    columns = [*KEY_COLUMNS, *FEATURE_COLUMNS]
+    # Validated request rows, as the server holds them: Python ints and strings.
+    requests = [{c: (v if isinstance(v, str) else int(v)) for c, v in zip(REQUEST_COLUMNS, values, strict=True)}
+                for values in flights[list(REQUEST_COLUMNS)].itertuples(index=False)]
+    got = [row_features(r, store.find([weather_key(r)])) for r in requests]
+
+    assert len(got) == len(expected) > 3000
+    for column in columns:
+        want = expected[column].tolist()
+        have = [row[column] for row in got]
+        mismatches = [(i, a, b) for i, (a, b) in enumerate(zip(have, want, strict=True))
+                      if not (a == b or (a != a and b != b)) or type(a) is not type(b)]
+        assert not mismatches, (column, mismatches[:5])
+    assert all(list(row) == columns for row in got)
+    # What the comparison covered: missing weather (whole days and single hours), partly missing observations,
+    # repeated observation keys, every hour band, and arrivals past midnight.
+    missing = expected["weather_missing"] == 1.0
+    assert missing.sum() > len(expected[expected["flight_date"] == "2013-12-31"]) > 0
+    assert ((expected["flight_date"] != "2013-12-31") & missing).any()
+    assert (expected[list(WEATHER_FEATURES)].isna().any(axis=1) & ~missing).any()
+    repeated = weather[weather.duplicated(["origin", "year", "month", "day", "hour"], keep=False)]
+    assert ((flights["month"] == 11) & (flights["day"] == 3) & (flights["sched_dep_time"] // 100).isin(
+        repeated["hour"])).sum() == 3
+    assert set(expected["dep_hour_band"]) == {"night", "morning", "afternoon", "evening"}
+    assert (expected["sched_arr_minute"] < expected["sched_dep_minute"]).any()

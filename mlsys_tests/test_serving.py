@@ -70,6 +70,30 @@ def landing_rows(home: Path, day: str) -> pd.DataFrame:
     return rows
 
 
+def one_by_one(url: str, rows: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """Each row in a request of its own, over one keep-alive connection: the answers, by flight_id."""
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    answers = []
+    try:
+        for n, record in enumerate(records(rows)):
+            connection.request("POST", "/invocations", json.dumps({"dataframe_records": [record]}).encode(),
+                               {"Content-Type": "application/json", "X-Request-Id": f"{prefix}{n}"})
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200, body
+            answers += body["predictions"]
+    finally:
+        connection.close()
+    return pd.DataFrame(answers).set_index("flight_id")
+
+
+def logged_records(folder: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
+
+
 def records(rows: pd.DataFrame) -> list[dict]:
     return json.loads(rows[list(REQUEST_COLUMNS)].to_json(orient="records"))
 
@@ -108,6 +132,7 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(defs, instance
     assert len(rows) == len(batch) > 500
 
     with start_server(config()) as server:
+        assert server.app.models.champion.compiled is not None  # the registered pipeline compiles row-wise
         status, answer = post(server.url, split(rows), headers={"X-Request-Id": "whole-day"})
         assert status == 200
         served = pd.DataFrame(answer["predictions"]).set_index("flight_id")
@@ -116,6 +141,26 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(defs, instance
         assert set(served["model_version"]) == {"1"} and not served["fallback"].any()
         assert set(served["model_name"]) == {"flight_delay"} and set(served["request_id"]) == {"whole-day"}
         assert (served["label"] == (served["probability"] >= 0.35)).all()
+        assert (server.app.scorer.answered_rows, server.app.rows.answered_rows) == (len(rows), 0)  # the table path
+
+        # Every flight again, one per request: the row-wise path (row_features and the compiled model) gives the
+        # same answers, and logs the same records, as the table path did for the whole day.
+        alone = one_by_one(server.url, rows, "alone-")
+        assert (server.app.scorer.answered_rows, server.app.rows.answered_rows) == (len(rows), len(rows))
+        assert (alone["probability"] - batch.loc[alone.index, "probability"]).abs().max() < 1e-9
+        pd.testing.assert_frame_equal(alone.drop(columns="request_id"),
+                                      served.loc[alone.index].drop(columns="request_id"), rtol=0, atol=1e-12)
+        assert server.app.flush()
+        logged = logged_records(mlsys_home / "prediction_log" / DAYS[1])
+        whole_day = {r["flight_id"]: r for r in logged if r["request_id"] == "whole-day"}
+        one_each = {r["flight_id"]: r for r in logged if r["request_id"].startswith("alone-")}
+        assert len(one_each) == len(whole_day) == len(rows)
+        for flight_id, record in one_each.items():
+            assert record["row"] == 0 and record["latency_ms"] > 0
+            assert record["probability"] == pytest.approx(whole_day[flight_id]["probability"], abs=1e-12, rel=0)
+            varying = {"request_id", "row", "served_at", "latency_ms", "probability"}
+            assert {k: v for k, v in record.items() if k not in varying} == \
+                {k: v for k, v in whole_day[flight_id].items() if k not in varying}, flight_id
 
         # Every protocol format, and weather carried by the request, give the same scores.
         few = rows.head(4)
@@ -252,6 +297,31 @@ def test_a_champion_that_cannot_be_loaded_falls_back_to_the_baseline(mlsys_home:
         status, answer = post(server.url, {"inputs": [ROW]})
         assert status == 200 and answer["predictions"][0]["fallback"] is True
         assert get(server.url, "/ping")[0] == 200
+
+
+class UncompilableRegistry:
+    """A registry whose champion is a model `core.rowmodel` cannot compile (here a RateBaseline)."""
+
+    model_name = "flight_delay"
+
+    def alias_version(self, alias: str) -> str | None:
+        return "3" if alias == "champion" else None
+
+    def load(self, version: str) -> object:
+        from mlsys_assets.core.model import RateBaseline
+
+        return RateBaseline.from_frame(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"],
+                                                     "delay_rate": [0.7], "global_rate": [0.25]}))
+
+
+def test_a_champion_that_does_not_compile_is_scored_on_the_table_path(mlsys_home: Path) -> None:
+    with start_server(replace(config(), source=UncompilableRegistry())) as server:
+        assert server.app.models.champion.compiled is None
+        status, answer = post(server.url, {"inputs": [ROW, {**ROW, "carrier": "UA"}]})
+        assert status == 200 and [p["probability"] for p in answer["predictions"]] == [0.7, 0.25]
+        assert {(p["model_version"], p["fallback"]) for p in answer["predictions"]} == {("3", False)}
+        assert (server.app.scorer.answered_rows, server.app.rows.answered_rows) == (2, 0)
+        assert health(server.url)["answered_rows"] == 2
 
 
 def _without(row: dict, name: str) -> dict:

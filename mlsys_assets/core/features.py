@@ -1,14 +1,28 @@
 """The one feature definition shared by training, batch scoring and online serving.
 
-`build_features` reads only what is known before departure: the schedule, the route and the weather
+The features read only what is known before departure: the schedule, the route and the weather
 observed at the origin at the start of the scheduled hour. Outcome columns (actual times, delays) are
 used for the label alone, and only when present, so a serving request without them yields the same
 features as the batch row it mirrors.
+
+The definition has two executors, kept side by side here and sharing their constants and formulas
+(`HOUR_BANDS`, `minute_of_day`, `block_minutes`, `WEATHER_KEY`):
+- `build_features`, with pandas, for tables: training, batch scoring and large server requests;
+- `row_features`, with plain Python, for one validated request row: the server's fast path for small
+  requests, where pandas' per-call overhead would cost more than the whole computation.
+mlsys_tests/test_features.py holds them equal, value for value, on every flight of several real days.
 """
 
 from __future__ import annotations
 
-import pandas as pd
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # pandas on first use: the code location reads the column lists below when it loads, never pandas
+    from mlsys_assets.core import lazy_pandas as pd
 
 DELAY_THRESHOLD_MINUTES = 15
 
@@ -38,6 +52,13 @@ def hour_band(hour: pd.Series) -> pd.Series:
     return pd.cut(hour, bins=edges, right=False, labels=labels).astype("str")
 
 
+def hour_band_of(hour: int) -> str:
+    """`hour_band` for one hour (0-23; validated schedules have no other)."""
+    if not 0 <= hour < 24:
+        raise ValueError(f"hour {hour} is not in 0-23")
+    return next(name for start, name in reversed(HOUR_BANDS) if hour >= start)
+
+
 def flight_ids(flights: pd.DataFrame) -> pd.Series:
     """A readable key, unique per scheduled flight: `2013-01-01-UA1545-EWR-0515`."""
     return (_dates(flights).dt.strftime("%Y-%m-%d") + "-" + flights["carrier"].astype(str)
@@ -51,9 +72,15 @@ def _dates(flights: pd.DataFrame) -> pd.Series:
                                         "day": flights["day"].astype("int64")}))
 
 
-def _minute_of_day(hhmm: pd.Series) -> pd.Series:
-    hhmm = hhmm.astype("float64")
+def minute_of_day(hhmm: Any) -> Any:
+    """Minutes since midnight of an HHMM clock time, as float64: a Series gives a Series, a number a float."""
+    hhmm = hhmm.astype("float64") if hasattr(hhmm, "astype") else float(hhmm)
     return (hhmm // 100) * 60 + hhmm % 100
+
+
+def block_minutes(dep_minute: Any, arr_minute: Any) -> Any:
+    """Scheduled minutes from departure to arrival (an arrival past midnight wraps), Series or float alike."""
+    return (arr_minute - dep_minute) % 1440
 
 
 def label(flights: pd.DataFrame) -> pd.Series:
@@ -74,8 +101,8 @@ def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame
     flights = flights.reset_index(drop=True)
     dates = _dates(flights)
     hour = (flights["sched_dep_time"].astype("int64") // 100)
-    dep_minute = _minute_of_day(flights["sched_dep_time"])
-    arr_minute = _minute_of_day(flights["sched_arr_time"])
+    dep_minute = minute_of_day(flights["sched_dep_time"])
+    arr_minute = minute_of_day(flights["sched_arr_time"])
     out = pd.DataFrame({
         "flight_id": flight_ids(flights),
         "flight_date": dates.dt.strftime("%Y-%m-%d"),
@@ -89,7 +116,7 @@ def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame
         "is_weekend": (dates.dt.day_of_week >= 5).astype("float64"),
         "sched_dep_minute": dep_minute,
         "sched_arr_minute": arr_minute,
-        "scheduled_block_minutes": (arr_minute - dep_minute) % 1440,
+        "scheduled_block_minutes": block_minutes(dep_minute, arr_minute),
         "distance": flights["distance"].astype("float64"),
     })
     keys = pd.DataFrame({"origin": out["origin"], "year": dates.dt.year.astype("int64"),
@@ -106,6 +133,49 @@ def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame
     out["weather_missing"] = joined[list(WEATHER_FEATURES)].isna().all(axis=1).astype("float64").to_numpy()
     out[LABEL] = label(flights).to_numpy()
     return out[[*KEY_COLUMNS, *FEATURE_COLUMNS, LABEL]]
+
+
+def weather_key(row: Mapping[str, Any]) -> tuple[str, int, int, int, int]:
+    """The `WEATHER_KEY` of a request row: its origin, date and scheduled hour, as `build_features` joins on."""
+    return row["origin"], row["year"], row["month"], row["day"], row["sched_dep_time"] // 100
+
+
+def row_features(row: Mapping[str, Any], weather: Mapping[tuple, Sequence[float | None]]) -> dict[str, Any]:
+    """`build_features` for one validated request row, in plain Python: keys and `FEATURE_COLUMNS`.
+
+    `row` holds `REQUEST_COLUMNS` as Python ints and strings (as the server validates them); `weather` maps
+    a `WEATHER_KEY` to the observation's `WEATHER_FEATURES` (None or NaN when missing), holding only the
+    first observation of a key, as `build_features` keeps. Values are the ones `build_features` gives:
+    strings for the categorical features, floats (NaN when missing) for the numeric ones.
+    """
+    day = date(row["year"], row["month"], row["day"])
+    sched_dep_time = row["sched_dep_time"]
+    dep_minute = minute_of_day(sched_dep_time)
+    arr_minute = minute_of_day(row["sched_arr_time"])
+    weekday = day.weekday()
+    flight_date = f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
+    features: dict[str, Any] = {
+        "flight_id": f"{flight_date}-{row['carrier']}{int(row['flight'])}-{row['origin']}-{int(sched_dep_time):04d}",
+        "flight_date": flight_date,
+        "carrier": str(row["carrier"]),
+        "origin": str(row["origin"]),
+        "dest": str(row["dest"]),
+        "dep_hour_band": hour_band_of(int(sched_dep_time) // 100),
+        "month": float(day.month),
+        "day_of_week": float(weekday),
+        "day_of_year": float(day.timetuple().tm_yday),
+        "is_weekend": float(weekday >= 5),
+        "sched_dep_minute": dep_minute,
+        "sched_arr_minute": arr_minute,
+        "scheduled_block_minutes": block_minutes(dep_minute, arr_minute),
+        "distance": float(row["distance"]),
+    }
+    observed = weather.get(weather_key(row))
+    nan = float("nan")
+    values = [nan] * len(WEATHER_FEATURES) if observed is None else [nan if v is None else float(v) for v in observed]
+    features.update(zip(WEATHER_FEATURES, values, strict=True))
+    features["weather_missing"] = float(all(v != v for v in values))  # NaN is the only value unequal to itself
+    return features
 
 
 def feature_matrix(features: pd.DataFrame) -> pd.DataFrame:

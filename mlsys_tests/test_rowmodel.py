@@ -1,0 +1,115 @@
+"""The row-wise model: the same probabilities as the pipeline's `predict_proba`, or None when it cannot promise so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlsys_assets.core.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, WEATHER_FEATURES, build_features
+from mlsys_assets.core.landing import read_landing_file
+from mlsys_assets.core.model import ModelParams, RateBaseline, build_pipeline, fit_baseline, fit_pipeline
+from mlsys_assets.core.rowmodel import RowModel, compile_pipeline
+from mlsys_assets.core.sources import FLIGHTS, WEATHER, known_airports, known_carriers
+from mlsys_tests.conftest import DAYS
+
+PARAMS = ModelParams(max_iter=80)
+
+
+def _features(landing: Path, day: str) -> pd.DataFrame:
+    flights = read_landing_file(FLIGHTS.file_for(landing, day), FLIGHTS).frame
+    weather = read_landing_file(WEATHER.file_for(landing, day), WEATHER).frame
+    return build_features(flights[flights["parse_errors"].isna()], weather)
+
+
+@pytest.fixture(scope="module")
+def training(landed_days: Path) -> pd.DataFrame:
+    return _features(landed_days, DAYS[0])
+
+
+@pytest.fixture(scope="module")
+def scored(landed_days: Path) -> pd.DataFrame:
+    """Every flight of the next day, and the same flights again with what a model has not seen: no weather, NaN
+    in numeric columns, categories unknown to training (real carriers and airports, other hour bands), strings
+    never seen anywhere, and missing categories."""
+    day = _features(landed_days, DAYS[1])
+    rng = np.random.default_rng(7)
+    variants = [day]
+    no_weather = day.copy()
+    no_weather[list(WEATHER_FEATURES)] = np.nan
+    no_weather["weather_missing"] = 1.0
+    variants.append(no_weather)
+    holes = day.copy()
+    for column in ("distance", "sched_dep_minute", "temp", "wind_gust", "visib", "day_of_year"):
+        holes.loc[rng.random(len(holes)) < 0.3, column] = np.nan
+    variants.append(holes)
+    others = {"carrier": [*sorted(known_carriers()), "ZZ", "never seen"],
+              "origin": ["EWR", "JFK", "LGA", "BOS", "xyz"],
+              "dest": [*sorted(known_airports()), "???"],
+              "dep_hour_band": ["night", "morning", "afternoon", "evening", "dawn", "nan"]}
+    for column, values in others.items():
+        unknown = day.copy()
+        unknown[column] = [values[i % len(values)] for i in range(len(unknown))]
+        variants.append(unknown)
+    missing = day.copy().astype({c: object for c in CATEGORICAL_FEATURES})
+    for column in CATEGORICAL_FEATURES:
+        missing.loc[rng.random(len(missing)) < 0.25, column] = None
+    variants.append(missing)
+    return pd.concat(variants, ignore_index=True)
+
+
+def feature_rows(features: pd.DataFrame) -> list[dict]:
+    """Feature rows as the server holds them: Python strings and floats, None for a missing category."""
+    frame = features[list(FEATURE_COLUMNS)]
+    return [{c: (None if c in CATEGORICAL_FEATURES and (v is None or v != v) else v)
+             for c, v in zip(FEATURE_COLUMNS, values, strict=True)}
+            for values in frame.astype(object).itertuples(index=False)]
+
+
+def assert_same_probabilities(pipeline: object, features: pd.DataFrame) -> RowModel:
+    from mlsys_assets.core.model import delay_probability
+
+    compiled = compile_pipeline(pipeline)
+    assert compiled is not None
+    expected = delay_probability(pipeline, features)
+    got = np.array(compiled.probabilities(feature_rows(features)))
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-12
+    return compiled
+
+
+def test_compiled_pipeline_gives_predict_proba_on_every_row(training: pd.DataFrame, scored: pd.DataFrame) -> None:
+    pipeline = fit_pipeline(training, training["is_delayed"], PARAMS)
+    encode = pipeline.named_steps["encode"]
+    assert not encode.named_transformers_["numeric"].get_support().all()  # one day: month is dropped as constant
+    compiled = assert_same_probabilities(pipeline, scored)
+    assert sum(c for c in compiled.forest.categorical) > 0  # categorical splits were taken
+    rows = feature_rows(scored)
+    probabilities = compiled.probabilities(rows)
+    assert len(set(probabilities)) > 100 and all(0 < p < 1 for p in probabilities)
+
+
+def test_missing_categories_seen_in_training_are_encoded_as_missing(training: pd.DataFrame,
+                                                                    scored: pd.DataFrame) -> None:
+    """Trained with missing carriers and bands, the encoder has a missing category (-2), which the classifier's
+    own encoder knows as a category of its own; the row-wise model follows both."""
+    gappy = training.copy().astype({"carrier": object, "dep_hour_band": object})
+    gappy.loc[gappy.index % 5 == 0, "carrier"] = None
+    gappy.loc[gappy.index % 7 == 0, "dep_hour_band"] = None
+    pipeline = fit_pipeline(gappy, gappy["is_delayed"], PARAMS)
+    assert any(pd.isna(c) for c in pipeline.named_steps["encode"].named_transformers_["categorical"].categories_[0])
+    assert_same_probabilities(pipeline, scored)
+
+
+def test_what_cannot_be_compiled_gives_none(training: pd.DataFrame) -> None:
+    logistic = fit_pipeline(training, training["is_delayed"], ModelParams(estimator="logistic_regression"))
+    hgb = fit_pipeline(training, training["is_delayed"], PARAMS)
+    assert compile_pipeline(logistic) is None
+    assert compile_pipeline(fit_baseline(training)) is None
+    assert compile_pipeline(RateBaseline.from_frame(pd.DataFrame(
+        {"carrier": [], "dep_hour_band": [], "delay_rate": [], "global_rate": []}))) is None
+    assert compile_pipeline(hgb.named_steps["classify"]) is None  # the classifier without its encoding
+    assert compile_pipeline(object()) is None
+    assert compile_pipeline(build_pipeline(PARAMS)) is None  # not fitted

@@ -66,8 +66,15 @@ def build_pipeline(params: ModelParams) -> Pipeline:
 
 
 def fit_pipeline(features: pd.DataFrame, labels: pd.Series, params: ModelParams) -> Pipeline:
+    import warnings
+
     pipeline = build_pipeline(params)
-    pipeline.fit(feature_matrix(features), labels.astype("int64").to_numpy())
+    with warnings.catch_warnings():
+        # a weather column never observed in the window (wind_gust in a calm week) is all NaN: VarianceThreshold
+        # drops it, as intended, after NumPy warns about the empty variance
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        pipeline.fit(feature_matrix(features), labels.astype("int64").to_numpy())
     return pipeline
 
 

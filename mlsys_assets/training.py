@@ -101,7 +101,7 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
     from mlsys_assets.core.features import feature_matrix
     from mlsys_assets.core.model import delay_probability, fit_pipeline
     from mlsys_assets.core.registry import ModelRef, pip_requirements, trusted_types
-    from mlsys_assets.core.training import dataset_digest
+    from mlsys_assets.core.training import dataset_digest, mlflow_dataset
 
     import mlflow.sklearn  # isort: skip  (after core.registry, which switches MLflow's telemetry off)
     from mlflow.models import infer_signature
@@ -128,8 +128,8 @@ def candidate_model(context: AssetExecutionContext, warehouse: Warehouse, mlflow
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
             for name, part, ctx in (("train", train, "training"), ("holdout", holdout, "evaluation")):
-                dataset = mlflow.data.from_pandas(part[columns].reset_index(drop=True), name=f"training_set.{name}",
-                                                  targets=LABEL, source=warehouse.database)
+                dataset = mlflow_dataset(part[columns].reset_index(drop=True), name=f"training_set.{name}",
+                                         targets=LABEL, source=warehouse.database)
                 mlflow.log_input(dataset, context=ctx)
         example = feature_matrix(train.head(5)).reset_index(drop=True)  # the dtypes the model is given
         info = mlflow.sklearn.log_model(

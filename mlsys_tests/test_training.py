@@ -164,3 +164,30 @@ def test_a_challenger_is_promoted_on_live_evidence_once_enough_labelled_days_sho
     champion = instance.get_latest_materialization_event(AssetKey("champion_model")).asset_materialization
     assert champion.metadata["champion_version"].value == "2"
     assert not review(min_days=1).success  # no challenger left to review
+
+
+def test_the_logged_dataset_schema_is_the_one_mlflow_infers_value_by_value() -> None:
+    import warnings
+
+    import mlflow
+
+    from mlsys_assets.core.training import mlflow_dataset
+
+    rows = 3000
+    frame = pd.DataFrame({
+        "flight_id": [f"2013-02-11-UA{i}" for i in range(rows)],
+        "carrier": ["UA", "AA", None, "B6"] * (rows // 4),
+        "distance": [100.0, 200.0, 300.0, 400.0] * (rows // 4),
+        "wind_gust": [float("nan"), 1.0, 2.0, 3.0] * (rows // 4),
+        "is_delayed": pd.array([0, 1, 1, 0] * (rows // 4), dtype="Int64"),
+    })
+    frame.loc[2500, "distance"] = float("nan")  # missing only after the sample the types come from
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = mlflow_dataset(frame, name="x", targets="is_delayed", source="/tmp/warehouse.duckdb")
+        theirs = mlflow.data.from_pandas(frame, name="x", targets="is_delayed", source="/tmp/warehouse.duckdb")
+        assert ours.schema.to_dict() == theirs.schema.to_dict()
+    required = {spec.name: spec.required for spec in ours.schema.inputs}
+    assert required == {"flight_id": True, "carrier": False, "distance": False, "wind_gust": False,
+                        "is_delayed": True}
+    assert ours.digest == theirs.digest

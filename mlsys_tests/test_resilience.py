@@ -102,3 +102,45 @@ def test_runs_in_separate_processes_share_the_warehouse_without_failing_on_its_l
         now = counts(mlsys_home, day)
         assert now["raw_flights"][0] == now["validated_flights"][0] + now["quarantined_flights"][0] > 500
         assert now["flight_features"] == now["validated_flights"]
+
+
+PROBE = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+
+
+def other_process_can_open(path: Path) -> tuple[bool, str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=60)
+    return done.returncode == 0, done.stderr
+
+
+def test_a_run_opens_the_warehouse_once_and_lets_it_go_when_idle(
+        defs, instance, mlsys_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlsys_assets.resources import SharedDatabase, Warehouse
+
+    opened: list[str] = []
+    real_open = Warehouse._open
+
+    def counted_open(self: Warehouse):  # the real open, counted
+        opened.append(self.database)
+        return real_open(self)
+
+    monkeypatch.setattr(Warehouse, "_open", counted_open)
+    assert run_day(defs, instance, DAYS[0]).success  # the first run also creates the MLflow store (seconds idle)
+    opened.clear()
+    assert run_day(defs, instance, DAYS[1]).success
+    assert len(opened) == 1  # a dozen connections in the day's steps, one open file
+
+    path = mlsys_home / "warehouse.duckdb"
+    shared = SharedDatabase(lambda: real_open(Warehouse.from_env()), idle_seconds=0.5)
+    first = shared.acquire()
+    first.execute("CREATE TABLE probe AS SELECT 1 AS x")
+    shared.release(first)
+    second = shared.acquire()
+    assert second.execute("SELECT x FROM probe").fetchall() == [(1,)]
+    shared.release(second)
+    assert shared.is_open
+    can_open, error = other_process_can_open(path)
+    assert not can_open and "lock" in error.lower()  # held between uses...
+    time.sleep(1.5)
+    assert not shared.is_open  # ... and closed once idle, so other processes get the file
+    assert other_process_can_open(path) == (True, "")
+    shared.close()

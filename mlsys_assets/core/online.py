@@ -105,11 +105,13 @@ WeatherKey = tuple[str, int, int, int, int]
 
 class WeatherStore:
     """The published weather by (origin, year, month, day, hour): each day's file is read once and read
-    again only when it is republished. Used by one thread (the server's scorer)."""
+    again only when it is republished. Safe to share between threads (the server's scorer and its request
+    threads): one lookup at a time, so a day's file is read once however many threads ask for it together."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or online_dir()
         self._days: dict[str, tuple[tuple[int, int, int] | None, dict[WeatherKey, tuple[float, ...]]]] = {}
+        self._lock = threading.Lock()
 
     def _day(self, day: str) -> dict[WeatherKey, tuple[float, ...]]:
         path = weather_path(day, self.directory)
@@ -133,13 +135,14 @@ class WeatherStore:
     def find(self, keys: Iterable[WeatherKey]) -> dict[WeatherKey, tuple[float, ...]]:
         """The published observations for these keys (keys without one are left out)."""
         found: dict[WeatherKey, tuple[float, ...]] = {}
-        for key in keys:
-            if key in found:
-                continue
-            _, year, month, day, _ = key
-            row = self._day(f"{year:04d}-{month:02d}-{day:02d}").get(key)
-            if row is not None:
-                found[key] = row
+        with self._lock:
+            for key in keys:
+                if key in found:
+                    continue
+                _, year, month, day, _ = key
+                row = self._day(f"{year:04d}-{month:02d}-{day:02d}").get(key)
+                if row is not None:
+                    found[key] = row
         return found
 
 

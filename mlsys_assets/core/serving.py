@@ -555,19 +555,6 @@ def _single_openmp_thread() -> None:
     threadpool_limits(limits=1, user_api="openmp")
 
 
-class SharedWeatherStore(WeatherStore):
-    """The online weather, looked up by the scorer thread and by request threads (the row-wise path): one lookup
-    at a time, so a day's file is read once however many threads ask for it together."""
-
-    def __init__(self, directory: Path | None = None) -> None:
-        super().__init__(directory)
-        self._lock = threading.Lock()
-
-    def find(self, keys: Any) -> dict[WeatherKey, tuple[float, ...]]:
-        with self._lock:
-            return super().find(keys)
-
-
 def _row_features(rows: RequestRows, weather: WeatherStore) -> tuple[list[dict[str, Any]], list[str]]:
     """Feature rows through `row_features` (the row-wise executor), and where each row's weather came from: as
     `_features` gives them, row for row."""
@@ -917,7 +904,7 @@ class ServingApp:
         self.config = config
         self.rules = request_rules()
         self.models = ModelWatcher(config.source, config.online_dir, config.shadow)
-        self.weather = SharedWeatherStore(config.online_dir)
+        self.weather = WeatherStore(config.online_dir)
         self.log = PredictionLog(config.log_dir)
         self.shadow = ShadowScorer(self.models, self.log, config.decision_threshold, config.source.model_name,
                                    config.shadow)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mlsys_assets.core.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, WEATHER_FEATURES, WEATHER_KEY
+from mlsys_assets.core.worker import QueueWorker
 
 ONLINE_DIR_ENV = "MLSYS_ONLINE_DIR"
 PREDICTION_LOG_ENV = "MLSYS_PREDICTION_LOG_DIR"
@@ -175,7 +175,10 @@ def jsonable(value: object) -> object:
     return value
 
 
-class PredictionLog:
+MakeRecords = Callable[[], list[dict]]  # builds a batch's log records, in the writer thread
+
+
+class PredictionLog(QueueWorker[MakeRecords, list[MakeRecords]]):
     """Appends prediction records to `<directory>/<flight_date>/<pid>-<n>.jsonl` from a background thread.
 
     A request only puts a callable on a bounded queue (records are built and serialized by the writer), so
@@ -184,67 +187,44 @@ class PredictionLog:
     """
 
     def __init__(self, directory: Path | None = None, max_file_bytes: int = 64 << 20, max_pending: int = 10_000):
+        super().__init__("prediction-log")
         self.directory = directory or prediction_log_dir()
         self.max_file_bytes = max_file_bytes
         self.max_pending = max_pending
         self.written = 0
         self.dropped = 0
-        self.last_error: str | None = None
-        self._pending: list[Callable[[], list[dict]]] = []
-        self._in_flight = 0
-        self._closed = False
-        self._cond = threading.Condition()
         self._files: dict[str, tuple[Path, int]] = {}
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def append(self, make_records: Callable[[], list[dict]]) -> bool:
+    def append(self, make_records: MakeRecords) -> bool:
         """Queue a batch; False (and counted as dropped) when the writer is that far behind or closed."""
         with self._cond:
-            if self._closed or len(self._pending) >= self.max_pending:
+            if self._stopped or len(self._queue) >= self.max_pending:
                 self.dropped += 1
                 return False
-            self._pending.append(make_records)
-            self._cond.notify_all()
+            self._put(make_records)
             return True
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is on disk; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+        return self.drain(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         self.flush(timeout)
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
+        self.stop(timeout)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending and self._closed:
-                    return
-                batch, self._pending = self._pending, []
-                self._in_flight = len(batch)
-            try:
-                self._write(batch)
-            except Exception as exc:  # a full disk must not take the server down; /health shows it
-                self.last_error = f"{type(exc).__name__}: {exc}"
-            finally:
-                with self._cond:
-                    self._in_flight = 0
-                    self._cond.notify_all()
+    def _take(self) -> list[MakeRecords] | None:
+        """Everything queued, written at once; after close, the thread ends only once nothing is left."""
+        if not self._queue:
+            return None
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch
 
-    def _write(self, batch: list[Callable[[], list[dict]]]) -> None:
+    def _handle(self, batch: list[MakeRecords]) -> None:
+        self._write(batch)  # a failure (a full disk) lands in last_error, for /health: the server stays up
+
+    def _write(self, batch: list[MakeRecords]) -> None:
         lines: dict[str, list[str]] = {}
         for make_records in batch:
             for record in make_records():

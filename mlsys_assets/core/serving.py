@@ -40,7 +40,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -73,6 +72,7 @@ from mlsys_assets.core.online import (
     weather_frame,
 )
 from mlsys_assets.core.rowmodel import RowModel, compile_pipeline
+from mlsys_assets.core.worker import QueueWorker
 
 HOST = "127.0.0.1"
 CHAMPION, CHALLENGER, BASELINE = "champion", "challenger", "baseline"
@@ -651,36 +651,26 @@ class RowScorer:
         return answer
 
 
-class Scorer:
+class Scorer(QueueWorker[Job, list[Job]]):
     """The one thread that scores on the table path (requests over `row_path_max_rows`, and every request when
     the model has no compiled form). It takes every request waiting when it is free (up to `max_batch_rows`
     rows), so concurrent requests share one pass through pandas and the model."""
 
     def __init__(self, models: ModelWatcher, weather: WeatherStore, log_: PredictionLog, shadow: ShadowScorer,
                  threshold: float, model_name: str, max_batch_rows: int, linger_seconds: float) -> None:
+        super().__init__("scorer")
         self.models, self.weather, self.log, self.shadow = models, weather, log_, shadow
         self.threshold, self.model_name, self.max_batch_rows = threshold, model_name, max_batch_rows
         self.linger_seconds = linger_seconds
         self._expected = 1
         self.answered_rows = 0
-        self._jobs: deque[Job] = deque()
-        self._stopped = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand; requests still waiting get a 503 at once rather than a timeout."""
+        super().stop(timeout)
         with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        with self._cond:
-            while self._jobs:
-                job = self._jobs.popleft()
+            while self._queue:
+                job = self._queue.popleft()
                 job.error = RequestError(503, "TEMPORARILY_UNAVAILABLE", "the server is stopping")
                 job.done.set()
 
@@ -688,13 +678,15 @@ class Scorer:
         with self._cond:
             if self._stopped:
                 raise RequestError(503, "TEMPORARILY_UNAVAILABLE", "the server is stopping")
-            self._jobs.append(job)
-            self._cond.notify()
+            self._put(job)
         if not job.done.wait(timeout):
             raise RequestError(503, "TEMPORARILY_UNAVAILABLE", f"no answer within {timeout:.0f} s; try again")
         if job.error is not None:
             raise job.error
         return job.answer or []
+
+    def _setup_thread(self) -> None:
+        _single_openmp_thread()
 
     def _take(self) -> list[Job] | None:
         """The jobs waiting, up to `max_batch_rows` rows (the first one whatever its size); None to stop.
@@ -703,41 +695,36 @@ class Scorer:
         to arrive: clients answered together come back nearly together, and one batch of k rows costs far less
         than k batches of one. A lone client never waits (its last batch held one request).
         """
-        with self._cond:
-            while not self._jobs and not self._stopped:
-                self._cond.wait()
-            deadline = time.perf_counter() + self.linger_seconds
-            while not self._stopped and len(self._jobs) < self._expected:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            if self._stopped:
-                return None
-            batch = [self._jobs.popleft()]
-            rows = len(batch[0].rows)
-            while self._jobs and rows + len(self._jobs[0].rows) <= self.max_batch_rows:
-                batch.append(self._jobs.popleft())
-                rows += len(batch[-1].rows)
-            self._expected = len(batch)
-            return batch
+        deadline = time.perf_counter() + self.linger_seconds
+        while not self._stopped and len(self._queue) < self._expected:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+        if self._stopped:
+            return None
+        batch = [self._queue.popleft()]
+        rows = len(batch[0].rows)
+        while self._queue and rows + len(self._queue[0].rows) <= self.max_batch_rows:
+            batch.append(self._queue.popleft())
+            rows += len(batch[-1].rows)
+        self._expected = len(batch)
+        return batch
 
-    def _run(self) -> None:
-        _single_openmp_thread()
-        while (batch := self._take()) is not None:
-            try:
-                self._score(batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    batch[0].error = exc
-                    batch[0].done.set()
-                    continue
-                for job in batch:  # one odd request must not fail the others it was batched with
-                    try:
-                        self._score([job])
-                    except Exception as single:
-                        job.error = single
-                        job.done.set()
+    def _handle(self, batch: list[Job]) -> None:
+        try:
+            self._score(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                batch[0].done.set()
+                return
+            for job in batch:  # one odd request must not fail the others it was batched with
+                try:
+                    self._score([job])
+                except Exception as single:
+                    job.error = single
+                    job.done.set()
 
     def _score(self, batch: list[Job]) -> None:
         from mlsys_assets.core.model import delay_probability
@@ -799,34 +786,22 @@ def log_records(features: pd.DataFrame | list[dict[str, Any]], rows: RequestRows
             for i, (request_id, served_at, latency, row) in enumerate(meta)]
 
 
-class ShadowScorer:
+class ShadowScorer(QueueWorker[tuple, tuple]):
     """Scores @challenger on the features the champion was given, after the answers are out, and logs it with
     role "challenger" (its latency_ms is the challenger's scoring time for the batch). Best effort: when it
-    falls behind by `max_pending` batches, batches are skipped and counted."""
+    falls behind by `max_pending` batches, batches are skipped and counted; a failure is kept in `last_error`."""
 
     def __init__(self, models: ModelWatcher, log_: PredictionLog, threshold: float, model_name: str,
                  enabled: bool, max_pending: int = 256) -> None:
+        super().__init__("shadow")
         self.models, self.log, self.threshold, self.model_name = models, log_, threshold, model_name
         self.enabled, self.max_pending = enabled, max_pending
         self.scored_rows = 0
         self.dropped = 0
-        self.last_error: str | None = None
-        self._pending: deque[tuple] = deque()
-        self._busy = False
-        self._stopped = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
 
     def start(self) -> None:
         if self.enabled:
-            self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+            super().start()
 
     def submit(self, features: pd.DataFrame | list[dict[str, Any]], rows: RequestRows, sources: list[str],
                meta: list[tuple], champion_version: str) -> None:
@@ -834,41 +809,20 @@ class ShadowScorer:
         if not self.enabled or challenger is None or challenger.version == champion_version:
             return
         with self._cond:
-            if len(self._pending) >= self.max_pending:
+            if len(self._queue) >= self.max_pending:
                 self.dropped += 1
                 return
-            self._pending.append((features, rows, sources, meta))
-            self._cond.notify_all()
+            self._put((features, rows, sources, meta))
 
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every submitted batch is scored (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._busy:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
-
-    def _run(self) -> None:
+    def _setup_thread(self) -> None:
         _single_openmp_thread()
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopped:
-                    self._cond.wait()
-                if self._stopped:
-                    return
-                work = self._pending.popleft()
-                self._busy = True
-            try:
-                self._score(*work)
-            except Exception as exc:  # the shadow never affects answers; /health shows the last failure
-                self.last_error = f"{type(exc).__name__}: {exc}"
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+
+    def _take(self) -> tuple | None:
+        """One batch at a time; on stop what is left is dropped (`ServingApp.stop` drains first)."""
+        return None if self._stopped else self._queue.popleft()
+
+    def _handle(self, work: tuple) -> None:
+        self._score(*work)
 
     def _score(self, features: pd.DataFrame | list[dict[str, Any]], rows: RequestRows, sources: list[str],
                meta: list[tuple]) -> None:

@@ -11,18 +11,21 @@ from mlsys_assets.settings import dagster_home
 INSTANCE_YAML = """\
 # Written by mlsys for a new instance; edit freely, it is never overwritten.
 # One consolidated SQLite event log: about twice as fast per run as the default run-sharded one, and its
-# event ids are global, which the sensors' cursors rely on.
+# event ids are global, which the sensors' cursors rely on. The Embedded* classes are Dagster's SQLite
+# storages with one engine each and no fsync per event (mlsys_assets/instance_storage.py); Dagster's own
+# classes (dagster._core.storage.runs.SqliteRunStorage, ...event_log.ConsolidatedSqliteEventLogStorage,
+# ...schedules.SqliteScheduleStorage) read the same files.
 run_storage:
-  module: dagster._core.storage.runs
-  class: SqliteRunStorage
+  module: mlsys_assets.instance_storage
+  class: EmbeddedRunStorage
   config: {{base_dir: "{home}/history"}}
 event_log_storage:
-  module: dagster._core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
+  module: mlsys_assets.instance_storage
+  class: EmbeddedEventLogStorage
   config: {{base_dir: "{home}/history"}}
 schedule_storage:
-  module: dagster._core.storage.schedules
-  class: SqliteScheduleStorage
+  module: mlsys_assets.instance_storage
+  class: EmbeddedScheduleStorage
   config: {{base_dir: "{home}/schedules"}}
 # The daemon fails runs that never start or never finish cancelling (a run worker lost with its machine).
 run_monitoring:

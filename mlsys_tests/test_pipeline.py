@@ -113,3 +113,29 @@ def test_every_materialization_records_its_cost_beside_its_own_metadata(defs, in
         assert "dagster/row_count" in metadata, asset  # its own metadata is kept
     # validation is one step for two assets, so both carry that step's cost
     assert materialized["validated_flights"]["cost/seconds"] == materialized["quarantined_flights"]["cost/seconds"]
+
+
+def test_the_embedded_instance_writes_dagsters_own_files_without_an_fsync_per_event(
+        defs, instance, mlsys_home: Path) -> None:
+    from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import (
+        ConsolidatedSqliteEventLogStorage,
+    )
+    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+
+    from mlsys_assets.instance_storage import EmbeddedEventLogStorage, EmbeddedRunStorage, EmbeddedScheduleStorage
+
+    assert isinstance(instance.run_storage, EmbeddedRunStorage)
+    assert isinstance(instance.event_log_storage, EmbeddedEventLogStorage)
+    assert isinstance(instance.schedule_storage, EmbeddedScheduleStorage)
+    result = run_day(defs, instance, DAYS[0])
+    assert result.success
+    for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+        with storage.index_connection() if isinstance(storage, EmbeddedEventLogStorage) else storage.connect() \
+                as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL (FULL is 2)
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    history = str(mlsys_home / "dagster" / "history")
+    theirs = ConsolidatedSqliteEventLogStorage(history)  # Dagster's own classes read the same files
+    assert len(theirs.get_records_for_run(result.run_id, limit=10_000).records) == len(
+        instance.event_log_storage.get_records_for_run(result.run_id, limit=10_000).records) > 20
+    assert SqliteRunStorage.from_local(history).get_run_records()[0].dagster_run.is_success

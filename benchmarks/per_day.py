@@ -20,8 +20,9 @@ from benchmarks.common import Result, median, quiet_libraries, temporary_root
 
 TARGET = 1.5
 EXECUTOR = ("in-process executor (the code location's `in_process_executor`; the daemon stand-in calls "
-            "`execute_in_process`: every step in the calling process, one at a time), SQLite run and consolidated "
-            "event-log storage from the project's dagster.yaml, console logger at CRITICAL as in the demo")
+            "`execute_in_process`: every step in the calling process, one at a time), the project's dagster.yaml "
+            "(SQLite run and consolidated event-log storage through mlsys_assets/instance_storage.py: one engine per "
+            "storage, synchronous=NORMAL in WAL mode), console logger at CRITICAL as in the demo")
 
 
 def bootstrap(site, days: list[str], history: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlsys_assets.deployment import PROFILE_ENV, postgres_env_defaults, profile
@@ -85,12 +87,36 @@ def prepare_dagster_home() -> Path:
     postgres = profile() == "postgres"
     if postgres:
         postgres_env_defaults()
-    if not config.exists():
-        config.write_text(POSTGRES_INSTANCE_YAML if postgres else INSTANCE_YAML.format(home=home))
-    elif uses_postgres(config.read_text()) != postgres:
-        raise RuntimeError(
-            f"{config} was written for the {'embedded' if postgres else 'postgres'} profile, but "
-            f"{PROFILE_ENV}={profile()}: use another DAGSTER_HOME (or MLSYS_HOME) for this profile, or delete "
-            "that file to start a new instance")
+    with _exclusive(home / ".mlsys-init.lock"):
+        if not config.exists():
+            config.write_text(POSTGRES_INSTANCE_YAML if postgres else INSTANCE_YAML.format(home=home))
+            if not postgres:
+                _create_sqlite_storages(home)
+        elif uses_postgres(config.read_text()) != postgres:
+            raise RuntimeError(
+                f"{config} was written for the {'embedded' if postgres else 'postgres'} profile, but "
+                f"{PROFILE_ENV}={profile()}: use another DAGSTER_HOME (or MLSYS_HOME) for this profile, or delete "
+                "that file to start a new instance")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+def _create_sqlite_storages(home: Path) -> None:
+    """Dagster creates an SQLite instance's tables when a process first opens it, and two processes opening a new
+    instance at once race in that ("table secondary_indexes already exists"): the process that writes the new
+    dagster.yaml creates them, under the lock, before any other can open it."""
+    from dagster import DagsterInstance
+
+    DagsterInstance.from_config(str(home)).dispose()
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks --quick              # a fast smoke run with small sizes (not written)
     .venv/bin/python -m benchmarks --only load,scoring   # a subset (not written unless --output)
     .venv/bin/python -m benchmarks --skip-serving        # without benchmark 6 (saves ~2 minutes)
-    .venv/bin/python -m benchmarks --only replay --full-year   # really replay all of 2013 (~30 minutes)
+    .venv/bin/python -m benchmarks --only replay --full-year   # really replay all of 2013 (~20 minutes)
 
 Each benchmark runs in its own Python process, in its own temporary MLSYS_HOME (removed afterwards), one after
 the other; every figure is a ratio against a baseline measured in the same process and run.

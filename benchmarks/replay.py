@@ -7,7 +7,7 @@ stretch always has a champion); then the stretch (14 days by default) runs as `m
 demo's automation policy (failed drift or performance checks retrain, cooldown 7 days). Per stage: each step's
 durations from the instance's step stats, Dagster's per-run overhead, sensor and automation evaluation. The
 in-run baseline is the steps' own work: the rows/s if orchestration cost nothing.
-`--full-year` replays 2013-01-01 .. 12-31 from an empty home exactly as `mlsys demo --full-year` (~30 minutes).
+`--full-year` replays 2013-01-01 .. 12-31 from an empty home exactly as `mlsys demo --full-year` (~20 minutes; benchmarks/FULL_YEAR.md).
 
     .venv/bin/python -m benchmarks.replay [--quick] [--days 14] [--full-year]
 """
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.replay", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="5 days of history, 3 days measured")
     parser.add_argument("--days", type=int, default=14, help="days in the measured stretch")
-    parser.add_argument("--full-year", action="store_true", help="replay all of 2013 (about 30 minutes)")
+    parser.add_argument("--full-year", action="store_true", help="replay all of 2013 (about 20 minutes)")
     args = parser.parse_args(argv)
     from benchmarks.report import print_table
 

@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="land days of 2013 and run the pipeline over them")
     demo.add_argument("--start", default=os.environ.get("MLSYS_DEMO_START", "2013-03-20"))
     demo.add_argument("--end", default=os.environ.get("MLSYS_DEMO_END", "2013-06-05"))
-    demo.add_argument("--full-year", action="store_true", help="replay all of 2013 (about 25 minutes)")
+    demo.add_argument("--full-year", action="store_true", help="replay all of 2013 (about 20 minutes)")
     demo.set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="start the Dagster UI on 127.0.0.1 over MLSYS_HOME")
     dev.add_argument("--port", type=int, default=int(os.environ.get("MLSYS_UI_PORT", "3000")))

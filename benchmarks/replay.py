@@ -7,7 +7,8 @@ stretch always has a champion); then the stretch (14 days by default) runs as `m
 demo's automation policy (failed drift or performance checks retrain, cooldown 7 days). Per stage: each step's
 durations from the instance's step stats, Dagster's per-run overhead, sensor and automation evaluation. The
 in-run baseline is the steps' own work: the rows/s if orchestration cost nothing.
-`--full-year` replays 2013-01-01 .. 12-31 from an empty home exactly as `mlsys demo --full-year` (~20 minutes; benchmarks/FULL_YEAR.md).
+`--full-year` replays 2013-01-01 .. 12-31 from an empty home exactly as `mlsys demo --full-year` (~20 minutes;
+benchmarks/FULL_YEAR.md).
 
     .venv/bin/python -m benchmarks.replay [--quick] [--days 14] [--full-year]
 """

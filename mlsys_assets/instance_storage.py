@@ -48,17 +48,22 @@ def _connection(storage: Any) -> Iterator[Any]:
         yield conn
 
 
-class EmbeddedRunStorage(SqliteRunStorage):
-    """SqliteRunStorage, connected as the module docstring says."""
+class _OneEngine:
+    """`connect` through the storage's one engine; `from_config_value` that builds this class (Dagster's builds
+    its own base class by name)."""
 
     @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Any) -> EmbeddedRunStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> Any:
+        return cls.from_local(inst_data=inst_data, **config_value)  # type: ignore[attr-defined]
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
         with _connection(self) as conn:
             yield conn
+
+
+class EmbeddedRunStorage(_OneEngine, SqliteRunStorage):
+    """SqliteRunStorage, connected as the module docstring says."""
 
 
 class EmbeddedEventLogStorage(ConsolidatedSqliteEventLogStorage):
@@ -70,14 +75,5 @@ class EmbeddedEventLogStorage(ConsolidatedSqliteEventLogStorage):
             yield conn
 
 
-class EmbeddedScheduleStorage(SqliteScheduleStorage):
+class EmbeddedScheduleStorage(_OneEngine, SqliteScheduleStorage):
     """SqliteScheduleStorage, connected as the module docstring says."""
-
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Any) -> EmbeddedScheduleStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)
-
-    @contextmanager
-    def connect(self) -> Iterator[Any]:
-        with _connection(self) as conn:
-            yield conn

@@ -196,3 +196,10 @@ def test_storage_problems_are_recognised_in_the_libraries_own_errors(mount_disk)
             attempt()
         assert storage_problem(raised.value) == READ_ONLY, raised.value
     assert storage_problem(ValueError("a bad row")) is None
+
+
+def test_a_refused_socket_is_not_called_a_disk_problem() -> None:
+    from mlsys_assets.core.storage import DENIED, storage_problem
+
+    assert storage_problem(PermissionError(13, "Permission denied")) is None  # e.g. binding a port below 1024
+    assert storage_problem(PermissionError(13, "Permission denied", "/data/mlsys/x")) == DENIED

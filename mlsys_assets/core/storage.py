@@ -55,7 +55,9 @@ def storage_problem(exc: BaseException | None) -> str | None:
         if isinstance(exc, StorageError):
             return exc.problem
         if isinstance(exc, OSError) and exc.errno in _ERRNOS:
-            return _ERRNOS[exc.errno]
+            if _ERRNOS[exc.errno] != DENIED or exc.filename:  # a socket's EACCES (a low port) is not a disk's
+                return _ERRNOS[exc.errno]
+            return None
         text = str(exc).lower()
         for words, problem in _MESSAGES:
             if words in text:

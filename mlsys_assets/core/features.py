@@ -19,10 +19,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas is imported where it is used: the code location reads the column lists below
     import pandas as pd
-else:  # pandas on first use: the code location reads the column lists below when it loads, never pandas
-    from mlsys_assets.core import lazy_pandas as pd
 
 DELAY_THRESHOLD_MINUTES = 15
 
@@ -47,6 +45,8 @@ HOUR_BANDS = ((0, "night"), (6, "morning"), (12, "afternoon"), (17, "evening"))
 
 def hour_band(hour: pd.Series) -> pd.Series:
     """night [0, 6), morning [6, 12), afternoon [12, 17), evening [17, 24)."""
+    import pandas as pd
+
     edges = [start for start, _ in HOUR_BANDS] + [24]
     labels = [name for _, name in HOUR_BANDS]
     return pd.cut(hour, bins=edges, right=False, labels=labels).astype("str")
@@ -67,6 +67,8 @@ def flight_ids(flights: pd.DataFrame) -> pd.Series:
 
 
 def _dates(flights: pd.DataFrame) -> pd.Series:
+    import pandas as pd
+
     return pd.to_datetime(pd.DataFrame({"year": flights["year"].astype("int64"),
                                         "month": flights["month"].astype("int64"),
                                         "day": flights["day"].astype("int64")}))
@@ -85,6 +87,8 @@ def block_minutes(dep_minute: Any, arr_minute: Any) -> Any:
 
 def label(flights: pd.DataFrame) -> pd.Series:
     """1 if the flight arrived more than 15 minutes late, was cancelled or diverted; missing without outcomes."""
+    import pandas as pd
+
     if "arr_delay" not in flights or "dep_time" not in flights:
         return pd.Series(pd.NA, index=flights.index, dtype="Int64")
     arrived = flights["arr_delay"].notna()
@@ -98,6 +102,8 @@ def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame
     `flights` needs `REQUEST_COLUMNS` (and `hour`, derived from the schedule when absent); `weather`
     holds validated hourly observations, of which the one at the origin and scheduled hour is used.
     """
+    import pandas as pd
+
     flights = flights.reset_index(drop=True)
     dates = _dates(flights)
     hour = (flights["sched_dep_time"].astype("int64") // 100)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
@@ -81,20 +79,13 @@ def _with_cost(item: Any, cost: _Cost) -> Any:
     return item  # check results and the like carry no cost of their own
 
 
-@contextmanager
-def _plain_storage_errors() -> Iterator[None]:
+def _plain_storage_errors() -> Any:
     """A step that hits a full disk or a read-only folder fails with a StorageError naming the path (the file the
-    OS error names, else MLSYS_HOME) and what to do; the library's own error stays attached as its cause."""
-    try:
-        yield
-    except Exception as exc:
-        from mlsys_assets.core.storage import as_storage_error
-        from mlsys_assets.settings import mlsys_home
+    OS error names, else MLSYS_HOME) and what to do."""
+    from mlsys_assets.core.storage import plain_storage_errors
+    from mlsys_assets.settings import mlsys_home
 
-        error = as_storage_error(exc, getattr(exc, "filename", None) or mlsys_home())
-        if error is None or error is exc:
-            raise
-        raise error from exc
+    return plain_storage_errors(mlsys_home())
 
 
 def accounted(fn: Any) -> Any:

@@ -58,20 +58,14 @@ class Warehouse(EnvResource):
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the warehouse; a full disk or a read-only or unwritable folder raises a StorageError
         naming the file, instead of DuckDB's own words from deep inside a write."""
-        import duckdb
-
-        from mlsys_assets.core.storage import as_storage_error, check_disk
+        from mlsys_assets.core.storage import check_disk, plain_storage_errors
 
         check_disk(self.database, self.min_free_mb, self.env_var("min_free_mb"))
         shared = self._shared
         con = shared.acquire() if shared is not None else self._open()
         try:
-            yield con
-        except duckdb.Error as exc:
-            error = as_storage_error(exc, self.database)
-            if error is None:
-                raise
-            raise error from exc
+            with plain_storage_errors(self.database):
+                yield con
         finally:
             if shared is not None:
                 shared.release(con)
@@ -82,22 +76,20 @@ class Warehouse(EnvResource):
         """Opens the file, waiting for another process's lock up to `lock_timeout_seconds`."""
         import duckdb
 
-        from mlsys_assets.core.storage import as_storage_error
+        from mlsys_assets.core.storage import plain_storage_errors
 
-        try:
+        with plain_storage_errors(self.database):
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise (as_storage_error(exc, self.database) or exc) from exc
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.05
-        while True:
-            try:
-                return duckdb.connect(self.database, config=dict(self.connection_config))
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise (as_storage_error(exc, self.database) or exc) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            deadline = time.monotonic() + self.lock_timeout_seconds
+            delay = 0.05
+            while True:
+                try:
+                    return duckdb.connect(self.database, config=dict(self.connection_config))
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
 
 
 class SharedDatabase:

@@ -13,6 +13,8 @@ import errno
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 FULL = "no space left on the device"
@@ -74,6 +76,19 @@ def as_storage_error(exc: BaseException, path: str | os.PathLike) -> StorageErro
     return StorageError(path, problem, detail=_first_line(exc)) if problem else None
 
 
+@contextmanager
+def plain_storage_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a disk problem inside the block as a StorageError about the file the OS error names, else about
+    `path`; the library's own error stays attached as its cause. Other errors pass through untouched."""
+    try:
+        yield
+    except Exception as exc:
+        error = as_storage_error(exc, getattr(exc, "filename", None) or path)
+        if error is None or error is exc:
+            raise
+        raise error from exc
+
+
 def free_mb(path: str | os.PathLike) -> float | None:
     """Free space on the disk holding `path` (or its nearest existing parent), in MB."""
     try:
@@ -115,10 +130,10 @@ def ensure_writable(folder: str | os.PathLike, min_free_mb: float = 0.0) -> Path
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
-        problem = _ERRNOS.get(exc.errno or 0)
-        if problem is None:
+        error = as_storage_error(exc, folder)  # about the folder, not the probe file the OS error names
+        if error is None:
             raise
-        raise StorageError(folder, problem, detail=_first_line(exc)) from exc
+        raise error from exc
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()

@@ -48,7 +48,7 @@ def mlflow_dataset(frame: pd.DataFrame, name: str, targets: str, source: str) ->
 
     dataset = mlflow.data.from_pandas(frame, name=name, targets=targets, source=source)
     sampled = infer_signature(frame.head(1000)).inputs
-    if sampled is None or sampled.has_input_names() is False:
+    if sampled is None or not sampled.has_input_names():
         return dataset
     missing = frame.isna().any()
     schema = Schema([ColSpec(type=spec.type, name=spec.name, required=not bool(missing[spec.name]))

@@ -1,10 +1,11 @@
 """Days driven through the code location as `mlsys demo` drives them, with what each part cost.
 
-A `Site` is one temporary MLSYS_HOME with its own Dagster instance and in-process daemon. `Site.day()` is the
-demo's day: deliver the day's two files, tick the landing sensor, settle automation (two ticks), tick the
-retraining sensor (and settle if it launched a run), tick the check-failure alert sensor. Every run is timed
-where the daemon launches it, and its steps' durations are read from the instance afterwards, so a day's
-wall time splits into step work, Dagster's per-run overhead and sensor/automation evaluation.
+A `Site` is one temporary MLSYS_HOME with its own Dagster instance and in-process daemon, serving the declared
+flights system (`SYSTEM`). `Site.day()` is the demo's day: deliver the day's two files, tick the system's landing
+sensor, settle automation (two ticks), tick the system's retraining sensor (and settle if it launched a run),
+tick the check-failure alert sensor. Every run is timed where the daemon launches it, and its steps' durations
+are read from the instance afterwards, so a day's wall time splits into step work, Dagster's per-run overhead
+and sensor/automation evaluation.
 
 `TrivialRuns` is the baseline: daily-partitioned assets that do nothing, in the same `warehouse` pool as the
 real steps, executed in-process on the same instance with the same run config.
@@ -19,6 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.common import SILENT, activate_home
+
+SYSTEM = "flights"  # the declared system the benchmarks drive (mlsys_assets/systems/flights/declaration.py)
+RETRAINING_JOB = f"{SYSTEM}_retraining"
+
+
+def declared_system():
+    """The flights declaration as declared (its settings' defaults): enough to land its default data. A `Site`
+    holds the one with the home's MLSYS_FLIGHTS_* settings applied, as the definitions it builds see it."""
+    from mlsys_assets.systems.flights.declaration import flights
+
+    return flights
 
 
 @dataclass
@@ -73,7 +85,7 @@ class DayCost:
 
     @property
     def retrained(self) -> bool:
-        return any(run.job == "retraining" for run in self.runs)
+        return any(run.job == RETRAINING_JOB for run in self.runs)
 
     def describe(self) -> str:
         runs = ", ".join(f"{r.job.replace('__anonymous_asset_job_', '').replace('__ASSET_JOB', 'automation')}"
@@ -123,10 +135,14 @@ class Site:
         from dagster import DagsterInstance
 
         from mlsys_assets.definitions import build_defs
+        from mlsys_assets.naming import Names
+        from mlsys_assets.systems import system_named
 
         self.home, self.feed, self.settings = home, feed, dict(settings or {})
         self.activate()
         self.defs = build_defs()
+        self.system = system_named(SYSTEM)  # with this home's MLSYS_FLIGHTS_* settings, as build_defs saw them
+        self.names = Names(self.system)
         self.instance = DagsterInstance.get()
         self.daemon = make_daemon(self.defs, self.instance)
         self.landing = home / "landing"
@@ -141,8 +157,8 @@ class Site:
         from mlsys_assets.core.landing import deliver_day
 
         self.activate()
-        deliver_day(self.feed, self.landing, day)
-        result = self.defs.resolve_job_def("daily_pipeline").execute_in_process(
+        deliver_day(self.system, self.feed, self.landing, day)
+        result = self.defs.resolve_job_def(self.names.job("daily_pipeline")).execute_in_process(
             instance=self.instance, partition_key=day, run_config=SILENT, raise_on_error=False)
         if not result.success:
             raise RuntimeError(f"the daily pipeline failed on {day} in {self.home}")
@@ -154,9 +170,9 @@ class Site:
 
         self.activate()
         for day in days:
-            deliver_day(self.feed, self.landing, day)
+            deliver_day(self.system, self.feed, self.landing, day)
         with no_fsync():  # setup only: the measured days run with SQLite's normal durability
-            return fill_history(days, self.landing, self.instance)
+            return fill_history(self.system, days, self.landing, self.instance)
 
     def start(self) -> None:
         """What the daemon does when it starts on an existing store: the first automation evaluation is the
@@ -165,7 +181,7 @@ class Site:
         self.daemon.start()
         self.daemon.launching = False
         try:
-            self.daemon.tick("landing_files_sensor")
+            self.daemon.tick(self.names.job("landing_files_sensor"))
         finally:
             self.daemon.launching = True
 
@@ -185,13 +201,13 @@ class Site:
             phases[name] = phases.get(name, 0.0) + now - mark
             mark = now
 
-        deliver_day(self.feed, self.landing, day)
+        deliver_day(self.system, self.feed, self.landing, day)
         phase("deliver files")
-        daemon.tick("landing_files_sensor")
+        daemon.tick(self.names.job("landing_files_sensor"))
         phase("landing sensor tick")
         daemon.settle(max_ticks=2)
         phase("automation ticks")
-        retrains = daemon.tick("retraining_sensor")
+        retrains = daemon.tick(self.names.job("retraining_sensor"))
         phase("retraining sensor tick")
         if retrains:
             daemon.settle(max_ticks=2)
@@ -226,16 +242,17 @@ class Site:
         from mlsys_assets.core.warehouse import scalar, table_exists
         from mlsys_assets.resources import Warehouse
 
-        with Warehouse.from_env().get_connection() as con:
-            if not table_exists(con, "raw_flights"):
+        table = f"raw_{self.system.prediction.entity}"  # raw_flights
+        with Warehouse.from_env().get_connection(self.system.name) as con:
+            if not table_exists(con, table):
                 return 0
-            return int(scalar(con, "SELECT count(*) FROM raw_flights WHERE partition_date = CAST(? AS DATE)", [day]))
+            return int(scalar(con, f"SELECT count(*) FROM {table} WHERE partition_date = CAST(? AS DATE)", [day]))
 
     def champion(self) -> str | None:
         from mlsys_assets.resources import MlflowStore
 
         self.activate()
-        return MlflowStore.from_env().registry().alias_version("champion")
+        return MlflowStore.from_env().registry(self.system).alias_version("champion")
 
 
 class TrivialRuns:
@@ -244,11 +261,12 @@ class TrivialRuns:
     def __init__(self, steps: int) -> None:
         from dagster import Definitions, asset, in_process_executor
 
-        from mlsys_assets.partitions import daily_partitions
+        from mlsys_assets.partitions import partitions_def
 
+        partitions = partitions_def(declared_system().partitions)  # the real steps' daily partitions
         assets, previous = [], None
         for number in range(steps):
-            @asset(name=f"benchmark_trivial_{number}", partitions_def=daily_partitions, pool="warehouse",
+            @asset(name=f"benchmark_trivial_{number}", partitions_def=partitions, pool="warehouse",
                    deps=[previous] if previous is not None else [], group_name="benchmark_trivial")
             def _nothing(context) -> None:
                 return None
@@ -279,7 +297,7 @@ def stage_totals(days: list[DayCost]) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for cost in days:
         for run in cost.runs:
-            prefix = "retraining: " if run.job == "retraining" else ""
+            prefix = "retraining: " if run.job == RETRAINING_JOB else ""
             for step, seconds in run.steps.items():
                 totals[prefix + step] += seconds
             totals["Dagster run overhead (run wall - its steps)"] += run.seconds - sum(run.steps.values())

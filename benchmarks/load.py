@@ -26,8 +26,8 @@ VARIANTS = {
     "... + resolve the repository": "import mlsys_assets.definitions as d; d.defs.get_repository_def()",
     "... + the snapshot a code server sends": (
         "import mlsys_assets.definitions as d\n"
-        "from dagster._core.remote_representation.external_data import RepositorySnap\n"
-        "RepositorySnap.from_def(d.defs.get_repository_def())"),
+        "from mlsys_assets.dagster_internal import repository_snapshot\n"
+        "repository_snapshot(d.defs.get_repository_def())"),
     # the cyclic garbage collector's pauses grow with the heap the imports build: measured apart
     "import dagster, GC off": "import gc; gc.disable(); import dagster",
     "import mlsys_assets.definitions, GC off": "import gc; gc.disable(); import mlsys_assets.definitions",

@@ -26,7 +26,7 @@ HISTORY_START = "2013-04-01"
 def run(quick: bool = False, days: int = 14, full_year: bool = False,
         year: tuple[str, str] = ("2013-01-01", "2013-12-31")) -> list[Result]:
     """The stretch, or with `full_year` every day of `year` from an empty home (a shorter range tests that path)."""
-    from benchmarks.chain import Site
+    from benchmarks.chain import Site, declared_system
     from benchmarks.per_day import bootstrap, settings
     from mlsys_assets.core.landing import day_range, land_default_data
 
@@ -37,14 +37,14 @@ def run(quick: bool = False, days: int = 14, full_year: bool = False,
         feed = root / "feed"
         if full_year:
             calendar = day_range(*year)
-            land_default_data(feed, calendar[0], calendar[-1])
+            land_default_data(declared_system(), feed, calendar[0], calendar[-1])
             site = Site(root / "home", feed)  # the demo's settings, nothing lowered
             site.start()
             stretch = calendar
             setup_seconds = 0.0
         else:
             calendar = day_range(HISTORY_START, "2013-12-31")[:history + 1 + stretch_days]
-            land_default_data(feed, calendar[0], calendar[-1])
+            land_default_data(declared_system(), feed, calendar[0], calendar[-1])
             site = Site(root / "home", feed, settings(history, retrain_on_checks=True))
             began = time.perf_counter()
             bootstrap(site, calendar, history)

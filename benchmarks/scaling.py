@@ -27,8 +27,8 @@ MEASURED_FROM = "2013-10-28"  # the 300th day of 2013 is 10-27: history ends the
 
 
 def settings(window: int) -> dict[str, str]:
-    return {"MLSYS_MIN_HISTORY_DAYS": str(window), "MLSYS_WINDOW_DAYS": str(window), "MLSYS_HOLDOUT_DAYS": "3",
-            "MLSYS_ABSOLUTE_FLOOR": "0.5", "MLSYS_RETRAIN_ON_CHECKS": "false"}
+    return {"MLSYS_MIN_HISTORY_DAYS": str(window), "MLSYS_FLIGHTS_WINDOW": str(window), "MLSYS_FLIGHTS_HOLDOUT": "3",
+            "MLSYS_FLIGHTS_FLOOR": "0.5", "MLSYS_RETRAIN_ON_CHECKS": "false"}
 
 
 def _sizes(site) -> dict[str, float]:
@@ -38,8 +38,8 @@ def _sizes(site) -> dict[str, float]:
     from mlsys_assets.resources import Warehouse
 
     site.activate()
-    with Warehouse.from_env().get_connection() as con:
-        rows = {t: int(scalar(con, f"SELECT count(*) FROM {t}")) for t in ("raw_flights", "flight_features",
+    with Warehouse.from_env().get_connection(site.system.name) as con:
+        rows = {t: int(scalar(con, f"SELECT count(*) FROM {t}")) for t in ("raw_flights", "features",
                                                                            "batch_predictions")}
     history = site.home / "dagster" / "history"
     events = 0
@@ -54,7 +54,7 @@ def _sizes(site) -> dict[str, float]:
 def run(quick: bool = False, big_days: int = 300, small_days: int = 10) -> list[Result]:
     from datetime import date, timedelta
 
-    from benchmarks.chain import Site
+    from benchmarks.chain import Site, declared_system
     from mlsys_assets.core.landing import day_range, land_default_data
 
     quiet_libraries()
@@ -70,7 +70,7 @@ def run(quick: bool = False, big_days: int = 300, small_days: int = 10) -> list[
     window = small_days + 1
     with temporary_root("mlsys-bench-scaling-") as root:
         feed = root / "feed"
-        land_default_data(feed, big_history[0], after[-1])
+        land_default_data(declared_system(), feed, big_history[0], after[-1])
         sites, fills = {}, {}
         for name, history in (("small", small_history), ("big", big_history)):
             site = Site(root / name, feed, settings(window))

@@ -10,7 +10,7 @@ published weather: about half a minute). Each server runs in its own process on 
 clients are threads of this process, each with a keep-alive connection, sending one flight per request. Our
 server gets the raw flight (and builds features itself: single-row requests take its row path, `row_features` and
 the champion compiled by `core.rowmodel`; the one multi-row request timed takes the table path); MLflow's gets
-the feature row its signature wants.
+the feature row its signature wants. The flights system (mlsys_assets/systems/flights/declaration.py) is served.
 """
 
 from __future__ import annotations
@@ -31,50 +31,73 @@ from pathlib import Path
 
 import numpy as np
 
-SMALL_TRAINING = {"window_days": 2, "holdout_days": 1, "max_iter": 200, "slice_min_rows": 100, "absolute_floor": 0.5}
+# A small training run: the flights system's settings, read when the definitions are built (the model keeps its
+# declared parameters: 200 boosting iterations).
+SMALL_TRAINING = {"MLSYS_FLIGHTS_WINDOW": "2", "MLSYS_FLIGHTS_HOLDOUT": "1", "MLSYS_FLIGHTS_SLICE_MIN_ROWS": "100",
+                  "MLSYS_FLIGHTS_FLOOR": "0.5"}
 DAYS = ("2013-02-11", "2013-02-12")
 ROUNDS = 2  # each level alternates between the servers this many times
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def flights_system():
+    """The served system's declaration (as declared: its settings do not change what serving reads)."""
+    from mlsys_assets.systems.flights.declaration import flights
+
+    return flights
 
 
 def prepare_home(home: Path) -> None:
     """A fresh MLSYS_HOME with a champion and the served day's published weather (the test suite's recipe)."""
     os.environ["MLSYS_HOME"] = str(home)
     os.environ.pop("DAGSTER_HOME", None)
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance
 
     from mlsys_assets.core.landing import land_default_data
     from mlsys_assets.definitions import build_defs
     from mlsys_assets.instance import prepare_dagster_home
-    from mlsys_assets.serving import online_baseline, online_weather
+    from mlsys_assets.naming import Names
 
     prepare_dagster_home()
-    land_default_data(home / "landing", DAYS[0], DAYS[-1])
-    defs = build_defs()
+    names = Names(flights_system())
+    land_default_data(names.system, home / "landing", DAYS[0], DAYS[-1])
+    saved = {name: os.environ.get(name) for name in SMALL_TRAINING}
+    os.environ.update(SMALL_TRAINING)  # the system's settings are read when the definitions are built
+    try:
+        defs = build_defs()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    assets = defs.resolve_implicit_global_asset_job_def()
     with DagsterInstance.get() as instance:
         for day in DAYS:
-            assert defs.resolve_job_def("daily_pipeline").execute_in_process(
+            assert defs.resolve_job_def(names.job("daily_pipeline")).execute_in_process(
                 partition_key=day, instance=instance, run_config=QUIET).success, day
-        assert defs.resolve_job_def("retraining").execute_in_process(
-            instance=instance, run_config={"resources": {"training": {"config": SMALL_TRAINING}}, **QUIET}).success
-        for asset, day in ((online_weather, DAYS[-1]), (online_baseline, None)):
-            assert materialize([asset], partition_key=day, instance=instance, resources=defs.resources,
-                               run_config=QUIET).success
+        assert defs.resolve_job_def(names.job("retraining")).execute_in_process(
+            instance=instance, run_config=QUIET).success
+        for asset, day in (("online_weather", DAYS[-1]), ("online_baseline", None)):
+            assert assets.execute_in_process(asset_selection=[names.key(asset)], partition_key=day,
+                                             instance=instance, run_config=QUIET).success, asset
 
 
 def request_bodies(home: Path, day: str) -> tuple[list[bytes], list[bytes]]:
     """The day's flights as one-row requests: raw rows for mlsys, feature rows for MLflow's signature."""
     import pandas as pd
 
-    from mlsys_assets.core.features import REQUEST_COLUMNS, build_features, feature_matrix
+    from mlsys_assets.core.featurize import feature_matrix
     from mlsys_assets.core.landing import read_landing_file
     from mlsys_assets.core.online import weather_path
-    from mlsys_assets.core.sources import FLIGHTS
     from mlsys_assets.resources import LandingZone
+    from mlsys_assets.systems.flights.features import REQUEST_COLUMNS, build_features
 
-    flights = read_landing_file(LandingZone.from_env().file_for(FLIGHTS, day), FLIGHTS).frame
+    system = flights_system()
+    source = system.source("flights")
+    flights = read_landing_file(LandingZone.from_env().file_for(system, source, day), source).frame
     flights = flights[flights["parse_errors"].isna()][list(REQUEST_COLUMNS)].reset_index(drop=True)
-    features = feature_matrix(build_features(flights, pd.read_parquet(weather_path(day))))
+    features = feature_matrix(system, build_features(flights, pd.read_parquet(weather_path(day))))
     ours = [json.dumps({"dataframe_records": json.loads(flights.iloc[[i]].to_json(orient="records"))}).encode()
             for i in range(len(flights))]
     theirs = [json.dumps({"dataframe_split": json.loads(features.iloc[[i]].to_json(orient="split", index=False))})
@@ -239,7 +262,7 @@ def measure(home: Path, args: argparse.Namespace) -> Measurement | None:
     from mlsys_assets.core.serving import free_port
     from mlsys_assets.resources import MlflowStore
 
-    registry = MlflowStore.from_env().registry()
+    registry = MlflowStore.from_env().registry(flights_system())
     version = registry.alias_version("champion")
     if version is None:
         where = registry.tracking_uri.split("@")[-1]  # never print a password the URI may hold

@@ -1,9 +1,9 @@
 """Benchmark 6 for the runner: benchmarks/serving.py's measurement, as rows of the results table.
 
 Targets: p50 at most 1/5 of `mlflow models serve`'s (ratio mlflow p50 / ours >= 5) and at least 3x its rows/s,
-at each concurrency level. Single-row requests take the server's row path (`core.features.row_features`, then
-the champion compiled by `core.rowmodel`); the in-process cost of one row on it, against the table path
-(`build_features`, `delay_probability`) and the bare `predict_proba` on a ready feature row, says where time goes.
+at each concurrency level. Single-row requests take the server's row path (`systems.flights.features.row_features`,
+then the champion compiled by `core.rowmodel`); the in-process cost of one row on it, against the table path
+(`build_features`, `core.model.scores`) and the bare `predict_proba` on a ready feature row, says where time goes.
 """
 
 from __future__ import annotations
@@ -18,31 +18,35 @@ P50_TARGET, ROWS_TARGET = 5.0, 3.0
 
 def single_row_costs(home, day: str, count: int = 50) -> dict[str, float]:
     """Median ms, in-process, for one flight. The row path: row_features (with the weather lookup in the online
-    store) and the compiled model. The table path: build_features (+ the weather lookup frame), delay_probability
-    on the built features; and the bare predict_proba on the ready feature row (what MLflow's server calls)."""
+    store) and the compiled model. The table path, as the server takes it: build_features (+ the weather lookup
+    frame), scores on the built features; and the bare predict_proba on the ready feature row (what MLflow's
+    server calls)."""
     import pandas as pd
 
-    from mlsys_assets.core.features import REQUEST_COLUMNS, build_features, feature_matrix, row_features, weather_key
+    from benchmarks.serving import flights_system
+    from mlsys_assets.core.featurize import feature_matrix
     from mlsys_assets.core.landing import read_landing_file
-    from mlsys_assets.core.model import delay_probability
-    from mlsys_assets.core.online import WeatherStore, weather_path
+    from mlsys_assets.core.model import scores
+    from mlsys_assets.core.online import WeatherStore, online_dir, weather_path
     from mlsys_assets.core.rowmodel import compile_pipeline
-    from mlsys_assets.core.sources import FLIGHTS
     from mlsys_assets.resources import LandingZone, MlflowStore
+    from mlsys_assets.systems.flights.features import REQUEST_COLUMNS, build_features, row_features, weather_key
 
-    registry = MlflowStore.from_env().registry()
+    system = flights_system()
+    source = system.source("flights")
+    registry = MlflowStore.from_env().registry(system)
     registry.activate()
     model = registry.load(registry.alias_version("champion"))
     compiled = compile_pipeline(model)
     if compiled is None:
         raise RuntimeError("the champion did not compile for the row path")
-    flights = read_landing_file(LandingZone.from_env().file_for(FLIGHTS, day), FLIGHTS).frame
+    flights = read_landing_file(LandingZone.from_env().file_for(system, source, day), source).frame
     flights = flights[flights["parse_errors"].isna()][list(REQUEST_COLUMNS)].reset_index(drop=True)
     weather = pd.read_parquet(weather_path(day))
-    store = WeatherStore(weather_path(day).parent.parent)
+    store = WeatherStore(online_dir())  # as the server opens it
     requests = [{c: (v if isinstance(v, str) else int(v)) for c, v in zip(REQUEST_COLUMNS, values, strict=True)}
                 for values in flights.itertuples(index=False)]
-    names = ("row_features", "compiled model", "build_features", "delay_probability", "bare predict_proba")
+    names = ("row_features", "compiled model", "build_features", "scores", "bare predict_proba")
     timings: dict[str, list[float]] = {name: [] for name in names}
     # The paths in separate loops: scikit-learn's OpenMP threads keep spinning for a while after a predict_proba,
     # which would slow whatever Python runs next on a 2-core machine (the server's row path never calls it).
@@ -60,15 +64,15 @@ def single_row_costs(home, day: str, count: int = 50) -> dict[str, float]:
         began = time.perf_counter()
         features = build_features(flights.iloc[[i % len(flights)]], weather)
         built = time.perf_counter()
-        delay_probability(model, features)
+        scores(system, model, features)
         scored = time.perf_counter()
-        matrix = feature_matrix(features)
+        matrix = feature_matrix(system, features)
         ready = time.perf_counter()
         model.predict_proba(matrix)
         done = time.perf_counter()
         if i:
             timings["build_features"].append((built - began) * 1000)
-            timings["delay_probability"].append((scored - built) * 1000)
+            timings["scores"].append((scored - built) * 1000)
             timings["bare predict_proba"].append((done - ready) * 1000)
     return {k: median(v) for k, v in timings.items()}
 

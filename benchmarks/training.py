@@ -1,7 +1,7 @@
-"""Benchmark 7: candidate training and MLflow logging on 60 days of features (the `retraining` job).
+"""Benchmark 7: candidate training and MLflow logging on 60 days of features (the `flights_retraining` job).
 
-A temporary home gets 60 days of flight_features (the fast fill of benchmarks/history.py); the real
-`retraining` job then runs in-process three times (the first pays the step's lazy imports and MLflow's first
+A temporary home gets 60 days of flights.features (the fast fill of benchmarks/history.py); the real
+`flights_retraining` job then runs in-process three times (the first pays the step's lazy imports and MLflow's first
 model logging in this process; the figure is the median of the two warm runs, and what a fresh run worker
 process would add in imports is measured in a subprocess). Inside `candidate_model`, the calls that fit, score
 and log are timed by wrapping them, so its time splits into fitting, holdout scoring, MLflow logging and the
@@ -21,12 +21,12 @@ from contextlib import contextmanager
 
 from benchmarks.common import SILENT, Result, median, quiet_libraries, temporary_root
 
-SETTINGS = {"MLSYS_ABSOLUTE_FLOOR": "0.5", "MLSYS_RETRAIN_ON_CHECKS": "false"}
+SETTINGS = {"MLSYS_FLIGHTS_FLOOR": "0.5", "MLSYS_RETRAIN_ON_CHECKS": "false"}
 # (module, attribute, category): looked up at call time by candidate_model, so wrapping the attribute times them
 TIMED = (
     ("mlsys_assets.core.model", "fit_pipeline", "fit"),
-    ("mlsys_assets.core.model", "delay_probability", "holdout scoring and metrics"),
-    ("mlsys_assets.core.evaluation", "classification_metrics", "holdout scoring and metrics"),
+    ("mlsys_assets.core.model", "scores", "holdout scoring and metrics"),
+    ("mlsys_assets.core.evaluation", "metrics", "holdout scoring and metrics"),
     ("mlflow", "start_run", "MLflow: start and end the run"),
     ("mlflow.tracking.fluent", "end_run", "MLflow: start and end the run"),
     ("mlflow", "log_params", "MLflow: params and metrics"),
@@ -71,20 +71,21 @@ def timed_calls() -> Iterator[list[tuple[str, float, float]]]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    from benchmarks.chain import Site
+    from benchmarks.chain import Site, declared_system
     from mlsys_assets.core.landing import day_range, land_default_data
 
     quiet_libraries()
     window, warm_runs = (20, 1) if quick else (60, 2)
     days = day_range("2013-03-01", "2013-12-31")[:window]
-    settings = {**SETTINGS, "MLSYS_WINDOW_DAYS": str(window)}
+    settings = {**SETTINGS, "MLSYS_FLIGHTS_WINDOW": str(window)}
     with temporary_root("mlsys-bench-training-") as root:
         feed = root / "feed"
-        land_default_data(feed, days[0], days[-1])
+        land_default_data(declared_system(), feed, days[0], days[-1])
         site = Site(root / "home", feed, settings)
         site.seed(days[0])
         site.fill(days[1:])
-        job = site.defs.resolve_job_def("retraining")
+        job = site.defs.resolve_job_def(site.names.job("retraining"))
+        candidate_step = site.names.key("candidate_model").to_python_identifier()  # flights__candidate_model
         runs = []
         for number in range(1 + warm_runs):
             with timed_calls() as calls:
@@ -92,7 +93,7 @@ def run(quick: bool = False) -> list[Result]:
                 result = job.execute_in_process(instance=site.instance, run_config=SILENT, raise_on_error=False)
                 wall = time.perf_counter() - began
             steps = {s.step_key: s for s in site.instance.get_run_step_stats(result.run_id)}
-            candidate = steps["candidate_model"]
+            candidate = steps[candidate_step]
             spent: dict[str, float] = defaultdict(float)
             for category, start, end in calls:
                 if candidate.start_time <= start and end <= candidate.end_time + 0.5:
@@ -105,16 +106,13 @@ def run(quick: bool = False) -> list[Result]:
                   f"candidate_model {seconds:.1f} s: " + ", ".join(f"{k} {v:.2f}" for k, v in spent.items()),
                   flush=True)
         train = _train_split(site)
-        from mlsys_assets.core.features import LABEL
         from mlsys_assets.core.model import fit_pipeline
-        from mlsys_assets.resources import TrainingPolicy
 
-        params = TrainingPolicy.from_env().model_params()
         imports = _fresh_import_seconds()
         bare = []
         for _ in range(2):
             began = time.perf_counter()
-            fit_pipeline(train, train[LABEL], params)
+            fit_pipeline(site.system, train)  # the declared model's parameters, as candidate_model fits it
             bare.append(time.perf_counter() - began)
     return [summarize(runs, median(bare), len(train), window, imports)]
 
@@ -136,8 +134,9 @@ def _train_split(site):
     from mlsys_assets.resources import Warehouse
 
     site.activate()
-    with Warehouse.from_env().get_connection() as con:
-        return read_frame(con, "SELECT * FROM training_set WHERE split = 'train' ORDER BY flight_date, flight_id")
+    when, key = site.system.features.time_column, site.system.features.id_column
+    with Warehouse.from_env().get_connection(site.system.name) as con:
+        return read_frame(con, f"SELECT * FROM training_set WHERE split = 'train' ORDER BY {when}, {key}")
 
 
 def summarize(runs: list[dict], bare_fit: float, train_rows: int, window: int, imports: float) -> Result:

@@ -7,13 +7,11 @@ from collections.abc import Sequence
 from dagster import (
     AssetCheckKey,
     AssetExecutionContext,
-    AssetKey,
     AssetSelection,
     AutomationCondition,
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    Definitions,
     MaterializeResult,
     RunFailureSensorContext,
     RunRequest,
@@ -26,14 +24,15 @@ from dagster import (
     sensor,
 )
 
-from mlsys_assets.ingestion import OWNERS
 from mlsys_assets.metadata import accounted, markdown_table, table_metadata
-from mlsys_assets.partitions import FIRST_DAY_ENV, LAST_DAY_ENV
+from mlsys_assets.naming import Names
 from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
+
+OWNERS = ["team:ml-platform"]
 
 AC = AutomationCondition
 RETRAIN_TRIGGER_CHECKS = (("feature_drift", "features_within_drift_threshold"),
-                          ("live_performance", "performance_above_floor"))
+                          ("live_performance", "performance_above_floor"))  # (asset of the system, check)
 
 
 def when_upstream_day_updates(ignore: Sequence[str] = ()) -> AutomationCondition:
@@ -69,11 +68,23 @@ def when_all_upstream_days_exist(ignore: Sequence[str] = ()) -> AutomationCondit
     ).with_label("when every upstream day it reads exists and its blocking checks passed")
 
 
-def automate(defs: Definitions, conditions: dict[str, AutomationCondition]) -> Definitions:
-    """Attach automation conditions by asset name, so the whole automation policy reads in one place."""
-    return defs.map_resolved_asset_specs(
-        func=lambda spec: spec.replace_attributes(automation_condition=conditions[spec.key.to_user_string()]),
-        selection=AssetSelection.assets(*conditions))
+def condition_for(names: Names, asset: str) -> AutomationCondition | None:
+    """The automation policy of a system, in one place: when each generated asset is requested (None: only by a
+    sensor, a schedule or a person). Every partition follows its own upstream partitions."""
+    system = names.system
+    reference = [names.key("drift_reference")]
+    daily = {*(f"validated_{s.name}" for s in system.sources), *(f"quarantined_{s.name}" for s in system.sources),
+             "features", "batch_predictions", *(f"online_{s.name}" for s in system.lookups)}
+    if asset in daily:
+        return when_upstream_day_updates()
+    if asset in ("feature_drift", "prediction_drift"):
+        # a new drift reference (a new champion) must not recompute a year of drift: only new days are judged by it
+        return when_upstream_day_updates(ignore=reference)
+    if asset == "live_performance":
+        return when_all_upstream_days_exist(ignore=reference)
+    if asset in ("drift_reference", "online_baseline"):
+        return AutomationCondition.eager()  # follows the champion
+    return None
 
 
 automation_sensor = AutomationConditionSensorDefinition(
@@ -87,112 +98,115 @@ automation_sensor = AutomationConditionSensorDefinition(
 )
 
 
-@sensor(
-    target=AssetSelection.assets("raw_flights", "raw_weather"),
-    minimum_interval_seconds=30,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Each day with new or changed landing files requests one run of its raw partitions; an "
-                "unreadable file is reported by name and skipped.",
-)
-def landing_files_sensor(context: SensorEvaluationContext, landing: LandingZone) -> SensorResult | SkipReason:
-    import os
+def system_sensors(names: Names) -> list:
+    """The system's landing-files sensor (new files -> raw partitions) and retraining sensor."""
+    system = names.system
 
-    from mlsys_assets.core.alerts import record_alert
-    from mlsys_assets.core.landing import scan_landing
-    from mlsys_assets.partitions import DEFAULT_FIRST_DAY, DEFAULT_LAST_DAY
+    @sensor(
+        name=names.job("landing_files_sensor"),
+        target=AssetSelection.assets(*(names.key(f"raw_{source.name}") for source in system.sources)),
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Each day with new or changed landing files requests one run of its raw partitions; an "
+                    "unreadable file is reported by name and skipped.",
+    )
+    def landing_files_sensor(context: SensorEvaluationContext, landing: LandingZone) -> SensorResult | SkipReason:
 
-    seen = json.loads(context.cursor) if context.cursor else {}
-    changed, problems = scan_landing(landing.path, seen, os.environ.get(FIRST_DAY_ENV) or DEFAULT_FIRST_DAY,
-                                     os.environ.get(LAST_DAY_ENV) or DEFAULT_LAST_DAY)
-    for path, problem, fingerprint in problems:
-        context.log.warning(f"skipped landing file {path}: {problem}")
-        record_alert("bad_landing_file", str(path), problem, where_to_look=str(path), severity="warning")
-        seen[str(path)] = fingerprint
-    by_day: dict[str, list] = {}
-    for landed in changed:
-        seen[str(landed.path)] = landed.fingerprint
-        by_day.setdefault(landed.day, []).append(landed)
-    requests = []
-    for day, files in sorted(by_day.items()):  # one run per day, whichever of its files arrived
-        requests.append(RunRequest(
-            # content and mtime: a file changed back to an earlier content is still a new arrival
-            run_key="+".join(f"{f.source}/{day}/{f.fingerprint[2][:16]}/{f.fingerprint[0]}" for f in files),
-            partition_key=day, asset_selection=[AssetKey(f"raw_{f.source}") for f in files],
-            tags={"mlsys/landing_files": ", ".join(str(f.path) for f in files)}))
-    if not requests:
-        named = "; ".join(f"{path}: {problem}" for path, problem, _ in problems[:3])
-        return SensorResult(skip_reason=SkipReason(
-            f"no new readable landing files; skipped {len(problems)} unreadable: {named}" if problems
-            else "no new landing files"), cursor=json.dumps(seen))
-    return SensorResult(run_requests=requests, cursor=json.dumps(seen))
+        from mlsys_assets.core.alerts import record_alert
+        from mlsys_assets.core.landing import scan_landing
+
+        seen = json.loads(context.cursor) if context.cursor else {}
+        changed, problems = scan_landing(landing.path, system, seen)
+        for path, problem, fingerprint in problems:
+            context.log.warning(f"skipped landing file {path}: {problem}")
+            record_alert("bad_landing_file", str(path), problem, where_to_look=str(path), severity="warning")
+            seen[str(path)] = fingerprint
+        by_day: dict[str, list] = {}
+        for landed in changed:
+            seen[str(landed.path)] = landed.fingerprint
+            by_day.setdefault(landed.day, []).append(landed)
+        requests = []
+        for day, files in sorted(by_day.items()):  # one run per day, whichever of its files arrived
+            requests.append(RunRequest(
+                # content and mtime: a file changed back to an earlier content is still a new arrival
+                run_key="+".join(f"{f.source}/{day}/{f.fingerprint[2][:16]}/{f.fingerprint[0]}" for f in files),
+                partition_key=day, asset_selection=[names.key(f"raw_{f.source}") for f in files],
+                tags={"mlsys/landing_files": ", ".join(str(f.path) for f in files)}))
+        if not requests:
+            named = "; ".join(f"{path}: {problem}" for path, problem, _ in problems[:3])
+            return SensorResult(skip_reason=SkipReason(
+                f"no new readable landing files; skipped {len(problems)} unreadable: {named}" if problems
+                else "no new landing files"), cursor=json.dumps(seen))
+        return SensorResult(run_requests=requests, cursor=json.dumps(seen))
 
 
-@sensor(
-    job_name="retraining",
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Requests the first training once enough days of features exist, then a retraining whenever a "
-                "drift or live-performance check fails with error severity, at most once per cooldown (counted in "
-                "data days) however many days failed.",
-)
-def retraining_sensor(context: SensorEvaluationContext, automation: AutomationPolicy) -> SensorResult | SkipReason:
-    state = {"last_id": 0, "last_trigger_day": None,
-             **(json.loads(context.cursor) if context.cursor else {})}
-    failures = _failed_trigger_checks(context.instance, after_id=state["last_id"])
-    state["last_id"] = max([state["last_id"], *(f[0] for f in failures)])
+    @sensor(
+        name=names.job("retraining_sensor"),
+        job_name=names.job("retraining"),
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Requests the first training once enough days of features exist, then a retraining whenever a "
+                    "drift or live-performance check fails with error severity, at most once per cooldown (counted in "
+                    "data days) however many days failed.",
+    )
+    def retraining_sensor(context: SensorEvaluationContext, automation: AutomationPolicy) -> SensorResult | SkipReason:
+        state = {"last_id": 0, "last_trigger_day": None,
+                 **(json.loads(context.cursor) if context.cursor else {})}
+        failures = _failed_trigger_checks(names, context.instance, after_id=state["last_id"])
+        state["last_id"] = max([state["last_id"], *(f[0] for f in failures)])
 
-    def skip(reason: str) -> SensorResult:
-        return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(state))
+        def skip(reason: str) -> SensorResult:
+            return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(state))
 
-    def request(key: str, reason: str, checks: str, day: str) -> SensorResult:
-        state["last_trigger_day"] = day
-        context.log.info(f"requesting retraining: {reason}")
-        return SensorResult(run_requests=[RunRequest(run_key=f"retrain/{key}", tags={
-            "mlsys/retrain_reason": reason, "mlsys/trigger_check": checks, "mlsys/trigger_day": day,
-            "mlsys/failed_checks": str(len(failures))})], cursor=json.dumps(state))
+        def request(key: str, reason: str, checks: str, day: str) -> SensorResult:
+            state["last_trigger_day"] = day
+            context.log.info(f"requesting retraining: {reason}")
+            return SensorResult(run_requests=[RunRequest(run_key=f"retrain/{key}", tags={
+                "mlsys/retrain_reason": reason, "mlsys/trigger_check": checks, "mlsys/trigger_day": day,
+                "mlsys/failed_checks": str(len(failures))})], cursor=json.dumps(state))
 
-    if context.instance.get_latest_materialization_event(AssetKey("champion_model")) is None:
-        # no champion means no drift reference and no live performance: no check can fail, so retrain by the
-        # calendar of the data until a candidate clears the absolute floor
-        days = sorted(context.instance.get_materialized_partitions(AssetKey("flight_features")))
-        if len(days) < automation.min_history_days:
-            return skip(f"no champion yet; the first training waits for {automation.min_history_days} days of "
-                        f"features ({len(days)} so far)")
+        if context.instance.get_latest_materialization_event(names.key("champion_model")) is None:
+            # no champion means no drift reference and no live performance: no check can fail, so retrain by the
+            # calendar of the data until a candidate clears the absolute floor
+            days = sorted(context.instance.get_materialized_partitions(names.key("features")))
+            if len(days) < automation.min_history_days:
+                return skip(f"no champion yet; the first training waits for {automation.min_history_days} days of "
+                            f"features ({len(days)} so far)")
+            last = state["last_trigger_day"]
+            if last and _days_between(last, days[-1]) < automation.retrain_cooldown_days:
+                return skip(f"no champion yet; the last training (data up to {last}) was not promoted, the next waits "
+                            f"for {automation.retrain_cooldown_days} more days of data")
+            return request(f"bootstrap/{days[-1]}", f"no champion yet: training on {len(days)} days of features up to "
+                                                    f"{days[-1]}", "bootstrap", days[-1])
+        if not failures:
+            return skip("no failed drift or performance checks")
+        if not automation.retrain_on_checks:
+            return skip("retraining on checks is switched off")
+        latest = max(f[1] for f in failures)
         last = state["last_trigger_day"]
-        if last and _days_between(last, days[-1]) < automation.retrain_cooldown_days:
-            return skip(f"no champion yet; the last training (data up to {last}) was not promoted, the next waits "
-                        f"for {automation.retrain_cooldown_days} more days of data")
-        return request(f"bootstrap/{days[-1]}", f"no champion yet: training on {len(days)} days of features up to "
-                                                f"{days[-1]}", "bootstrap", days[-1])
-    if not failures:
-        return skip("no failed drift or performance checks")
-    if not automation.retrain_on_checks:
-        return skip("retraining on checks is switched off")
-    latest = max(f[1] for f in failures)
-    last = state["last_trigger_day"]
-    if last and latest and _days_between(last, latest) < automation.retrain_cooldown_days:
-        context.log.info(f"{len(failures)} failed checks up to {latest}, inside the cooldown after {last}")
-        return skip(f"{len(failures)} failed checks up to {latest}, within the {automation.retrain_cooldown_days}-day "
-                    f"cooldown after the retraining triggered by {last}")
-    by_check: dict[str, list[str]] = {}
-    for _, day, check_name, asset_name in sorted(failures, key=lambda f: f[1]):
-        by_check.setdefault(f"{check_name} ({asset_name})", []).append(day)
-    reason = "; ".join(f"{check} failed on {', '.join(days[:3])}" + (f" (+{len(days) - 3} more)" if len(days) > 3
-                                                                       else "") for check, days in by_check.items())
-    checks = ",".join(sorted({f[2] for f in failures}))
-    return request(str(state["last_id"]), reason, checks, latest)
+        if last and latest and _days_between(last, latest) < automation.retrain_cooldown_days:
+            context.log.info(f"{len(failures)} failed checks up to {latest}, inside the cooldown after {last}")
+            return skip(f"{len(failures)} failed checks up to {latest}, within the "
+                        f"{automation.retrain_cooldown_days}-day cooldown after the retraining triggered by {last}")
+        by_check: dict[str, list[str]] = {}
+        for _, day, check_name, asset_name in sorted(failures, key=lambda f: f[1]):
+            by_check.setdefault(f"{check_name} ({asset_name})", []).append(day)
+        reason = "; ".join(f"{check} failed on {', '.join(days[:3])}" + (f" (+{len(days) - 3} more)" if len(days) > 3
+                                                                           else "") for check, days in by_check.items())
+        checks = ",".join(sorted({f[2] for f in failures}))
+        return request(str(state["last_id"]), reason, checks, latest)
+
+    return [landing_files_sensor, retraining_sensor]
 
 
-def _failed_trigger_checks(instance: object, after_id: int) -> list[tuple[int, str, str, str]]:
+def _failed_trigger_checks(names: Names, instance: object, after_id: int) -> list[tuple[int, str, str, str]]:
     """(record id, day, check, asset) of every error-severity failure of a trigger check after `after_id`."""
-    # not re-exported by dagster 1.13; the status filter keeps the query to failed executions
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+    from mlsys_assets.dagster_internal import check_executions
 
     failures = []
     for asset_name, check_name in RETRAIN_TRIGGER_CHECKS:
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            AssetCheckKey(AssetKey(asset_name), check_name), limit=1000,
-            status={AssetCheckExecutionRecordStatus.FAILED})
+        records = check_executions(instance, AssetCheckKey(names.key(asset_name), check_name), limit=1000,
+                                   failed_only=True)
         failures += [(r.id, r.partition or "", check_name, asset_name) for r in records
                      if r.id > after_id and _severity(r) == "error"]  # warnings only alert
     return failures
@@ -204,9 +218,10 @@ def _severity(record: object) -> str:
 
 
 def _days_between(first: str, second: str) -> int:
+    """Whole days from one partition key to another (hourly keys count their days too)."""
     from datetime import date
 
-    return (date.fromisoformat(second) - date.fromisoformat(first)).days
+    return (date.fromisoformat(second[:10]) - date.fromisoformat(first[:10])).days
 
 
 @run_failure_sensor(default_status=DefaultSensorStatus.RUNNING, monitor_all_code_locations=False,
@@ -226,18 +241,15 @@ def run_failure_alert_sensor(context: RunFailureSensorContext) -> None:
         target=AssetSelection.assets("alerts"),
         description="Writes every failed asset check to the alerts log and refreshes the alerts table.")
 def check_failure_alert_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-    # not re-exported by dagster 1.13; the status filter keeps the query to failed executions
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
     from mlsys_assets.core.alerts import record_alert
+    from mlsys_assets.dagster_internal import check_executions
 
     last_id = int(context.cursor or 0)
     check_keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
     newest = last_id
     raised = 0
     for key in check_keys:
-        for record in context.instance.event_log_storage.get_asset_check_execution_history(
-                key, limit=200, status={AssetCheckExecutionRecordStatus.FAILED}):
+        for record in check_executions(context.instance, key, limit=200, failed_only=True):
             if record.id <= last_id:
                 continue
             newest = max(newest, record.id)
@@ -267,11 +279,15 @@ def alerts(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeR
                                        "by_kind": markdown_table(counts)})
 
 
-daily_monitoring_schedule = ScheduleDefinition(
-    name="daily_monitoring_schedule", cron_schedule="0 6 * * *", target=AssetSelection.assets("monitoring_report"),
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Rebuilds the monitoring report every morning at 06:00 UTC.")
-weekly_retraining_schedule = ScheduleDefinition(
-    name="weekly_retraining_schedule", cron_schedule="0 3 * * 1", job_name="retraining",
-    default_status=DefaultScheduleStatus.STOPPED, tags={"mlsys/retrain_reason": "weekly fallback schedule"},
-    description="Retrains every Monday at 03:00 UTC even if no check failed (the fallback).")
+def system_schedules(names: Names) -> list[ScheduleDefinition]:
+    """The morning report and the fallback weekly retraining (both stopped by default)."""
+    return [
+        ScheduleDefinition(
+            name=names.job("daily_monitoring_schedule"), cron_schedule="0 6 * * *",
+            target=AssetSelection.assets(names.key("monitoring_report")), default_status=DefaultScheduleStatus.STOPPED,
+            description="Rebuilds the monitoring report every morning at 06:00 UTC."),
+        ScheduleDefinition(
+            name=names.job("weekly_retraining_schedule"), cron_schedule="0 3 * * 1", job_name=names.job("retraining"),
+            default_status=DefaultScheduleStatus.STOPPED, tags={"mlsys/retrain_reason": "weekly fallback schedule"},
+            description="Retrains every Monday at 03:00 UTC even if no check failed (the fallback)."),
+    ]

@@ -16,11 +16,13 @@ from mlsys_assets.settings import mlsys_home
 def cmd_land(args: argparse.Namespace) -> int:
     from mlsys_assets.core.landing import land_default_data
     from mlsys_assets.resources import LandingZone
+    from mlsys_assets.systems import system_named
 
     landing = LandingZone.from_env()
-    written = land_default_data(landing.path, args.start, args.end)
+    system = system_named(args.system)
+    written = land_default_data(system, landing.path, args.start, args.end)
     for source, count in written.items():
-        print(f"landed {count} new or changed {source} files in {Path(landing.path) / source}")
+        print(f"landed {count} new or changed {source} files in {Path(landing.path) / system.name / source}")
     return 0
 
 
@@ -51,24 +53,38 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dagster_tool(args: argparse.Namespace) -> int:
+    """`mlsys dg ...` and `mlsys dagster ...`: Dagster's own CLIs on the project's instance, its dagster.yaml written
+    first. Without DAGSTER_HOME they run on a throwaway one; a DAGSTER_HOME in a `.env` file would have to be absolute
+    and would override the environment's, whatever MLSYS_HOME says."""
+    prepare_dagster_home()
+    if sys.prefix != sys.base_prefix:
+        os.environ.setdefault("VIRTUAL_ENV", sys.prefix)  # dg warns when the project's .venv is not the active one
+    command = [str(Path(sys.executable).parent / args.command), *args.tool_args]
+    os.execv(command[0], command)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mlsys_assets.demo import run_demo
 
     prepare_dagster_home()
     if args.full_year:
         args.start, args.end = "2013-01-01", "2013-12-31"
-    return run_demo(start=args.start, end=args.end)
+    return run_demo(start=args.start, end=args.end, system_name=args.system)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from mlsys_assets.definitions import build_defs
+    from mlsys_assets.systems import system_named
 
     prepare_dagster_home()
-    result = build_defs().resolve_job_def("rollback_champion").execute_in_process(
+    system = system_named(args.system).name
+    result = build_defs().resolve_job_def(f"{system}_rollback_champion").execute_in_process(
         instance=DagsterInstance.get(), raise_on_error=False,
-        run_config={"ops": {"rollback_champion_op": {"config": {"reason": args.reason}}},
+        run_config={"ops": {f"{system}_rollback_champion_op": {"config": {"reason": args.reason}}},
                     "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         tags={"mlsys/launched_by": "cli"})
     for event in result.all_events:
@@ -109,17 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     land = sub.add_parser("land", help="write one file per day per source into the landing zone")
     land.add_argument("start", help="first day, e.g. 2013-01-01")
     land.add_argument("end", nargs="?", help="last day (inclusive); defaults to START")
+    land.add_argument("--system", help="the declared system whose shipped data to land (default: the first)")
     land.set_defaults(func=cmd_land)
     demo = sub.add_parser("demo", help="land days of 2013 and run the pipeline over them")
     demo.add_argument("--start", default=os.environ.get("MLSYS_DEMO_START", "2013-03-20"))
     demo.add_argument("--end", default=os.environ.get("MLSYS_DEMO_END", "2013-06-05"))
     demo.add_argument("--full-year", action="store_true", help="replay all of 2013 (about 20 minutes)")
+    demo.add_argument("--system", help="the declared system to replay (default: the first declared)")
     demo.set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="start the Dagster UI on 127.0.0.1 over MLSYS_HOME")
     dev.add_argument("--port", type=int, default=int(os.environ.get("MLSYS_UI_PORT", "3000")))
     dev.set_defaults(func=cmd_dev)
+    for tool in ("dg", "dagster"):
+        wrapped = sub.add_parser(tool, add_help=False, help=f"run `{tool} ARGS` on the project's Dagster instance "
+                                                             "(DAGSTER_HOME, else MLSYS_HOME/dagster)")
+        wrapped.add_argument("tool_args", nargs=argparse.REMAINDER, help=f"the arguments of `{tool}`")
+        wrapped.set_defaults(func=cmd_dagster_tool)
     rollback = sub.add_parser("rollback", help="move @champion back to the previous champion")
     rollback.add_argument("--reason", required=True, help="why (recorded in promotion_history)")
+    rollback.add_argument("--system", help="the declared system whose champion to roll back (default: the first)")
     rollback.set_defaults(func=cmd_rollback)
     mlflow_ui = sub.add_parser("mlflow", help="start the MLflow UI on 127.0.0.1 over the embedded store")
     mlflow_ui.add_argument("--port", type=int, default=5000)
@@ -140,14 +164,18 @@ def _min_free_mb() -> float:
     return Warehouse.from_env().min_free_mb
 
 
-WRITES_HOME = ("land", "demo", "dev", "rollback", "serve")
+WRITES_HOME = ("land", "demo", "dev", "dg", "dagster", "rollback", "serve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; a full disk or an unwritable MLSYS_HOME ends it with one sentence on stderr (exit 1)."""
     from mlsys_assets.core.storage import as_storage_error, ensure_writable
 
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["dg"], ["dagster"]):  # every later argument is the tool's, leading options such as --help too
+        args = argparse.Namespace(command=argv[0], tool_args=argv[1:], func=cmd_dagster_tool)
+    else:
+        args = build_parser().parse_args(argv)
     started = time.monotonic()
     try:
         if args.command in WRITES_HOME:

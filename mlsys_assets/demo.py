@@ -39,23 +39,25 @@ def _version(version: object) -> str:
     return "baseline" if version in (None, "baseline") else f"v{version}"
 
 
-def _day_line(con, instance, day: str) -> str:
-    from dagster import AssetCheckKey, AssetKey
+def _day_line(names, con, instance, day: str) -> str:
+    from dagster import AssetCheckKey
 
     from mlsys_assets.core.warehouse import read_frame, table_exists
+    from mlsys_assets.dagster_internal import check_executions
 
     def scalar(sql: str, params: list) -> object:
         frame = read_frame(con, sql, params)
         return frame.iloc[0, 0] if len(frame) else None
 
-    flights = scalar("SELECT count(*) FROM raw_flights WHERE partition_date = ?", [day]) \
-        if table_exists(con, "raw_flights") else 0
-    quarantined = scalar("SELECT count(*) FROM quarantined_flights WHERE partition_date = ?", [day]) \
-        if table_exists(con, "quarantined_flights") else 0
+    entity = names.system.prediction.entity
+    rows = scalar(f"SELECT count(*) FROM raw_{entity} WHERE partition_date = ?", [day]) \
+        if table_exists(con, f"raw_{entity}") else 0
+    quarantined = scalar(f"SELECT count(*) FROM quarantined_{entity} WHERE partition_date = ?", [day]) \
+        if table_exists(con, f"quarantined_{entity}") else 0
     scorer = scalar("SELECT any_value(model_version) FROM batch_predictions WHERE partition_date = ? "
                     "AND role = 'champion'", [day]) if table_exists(con, "batch_predictions") else None
-    check = AssetCheckKey(AssetKey("feature_drift"), "features_within_drift_threshold")
-    records = instance.event_log_storage.get_asset_check_execution_history(check, limit=1)
+    check = AssetCheckKey(names.key("feature_drift"), "features_within_drift_threshold")
+    records = check_executions(instance, check, limit=1)
     drift = "-"
     if records and records[0].partition == day:
         drift = "DRIFTED" if records[0].status.value == "FAILED" else "no"
@@ -64,24 +66,29 @@ def _day_line(con, instance, day: str) -> str:
                       [day]) if table_exists(con, "live_performance") else None
     live_text = (f"{live['roc_auc'].iloc[0]:.3f} ({_version(live['model_version'].iloc[0])})"
                  if live is not None and len(live) and live["roc_auc"].notna().iloc[0] else "-")
-    return (f"{day}  flights {flights:>4} ({quarantined} quarantined)  scored by "
+    return (f"{day}  {entity} {rows:>4} ({quarantined} quarantined)  scored by "
             f"{_version(scorer):8}  drift {drift:7}  "
             f"live AUC, last 7 labelled days {live_text}")
 
 
-def run_demo(start: str, end: str) -> int:
+def run_demo(start: str, end: str, system_name: str | None = None) -> int:
     import logging
 
     from dagster import DagsterInstance
 
     from mlsys_assets.core.storage import ensure_writable
     from mlsys_assets.definitions import build_defs
+    from mlsys_assets.naming import Names
     from mlsys_assets.replay import InProcessDaemon
     from mlsys_assets.resources import AutomationPolicy, LandingZone, Warehouse
     from mlsys_assets.settings import mlsys_home
+    from mlsys_assets.systems import system_named
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Created version 3 ...": the demo says it itself
     landing, warehouse = LandingZone.from_env(), Warehouse.from_env()
+    system = system_named(system_name)
+    names = Names(system)
+    retraining = names.job("retraining")
     days = day_range(start, end)
     defs = build_defs()
     instance = DagsterInstance.get()
@@ -90,7 +97,7 @@ def run_demo(start: str, end: str) -> int:
                              console_level=logging.WARNING)
     daemon.start()
     feed = Path(mlsys_home()) / "feed"  # staged once under MLSYS_HOME, delivered one day at a time
-    land_default_data(feed, start, end)
+    land_default_data(system, feed, start, end)
     policy = AutomationPolicy.from_env()
     print(f"replaying {len(days)} days ({start} .. {end}): each day's files land in {landing.path} and the "
           f"sensors and automation of the code location take it from there.\nThe first training waits for "
@@ -101,19 +108,19 @@ def run_demo(start: str, end: str) -> int:
     for day in days:
         day_started = time.monotonic()
         before = len(daemon.launched)
-        deliver_day(feed, landing.path, day)
-        daemon.tick("landing_files_sensor")
+        deliver_day(system, feed, landing.path, day)
+        daemon.tick(names.job("landing_files_sensor"))
         daemon.settle(max_ticks=2)  # what is still pending after two ticks is picked up with the next day
-        retrains = daemon.tick("retraining_sensor")
+        retrains = daemon.tick(names.job("retraining_sensor"))
         if retrains:
             daemon.settle(max_ticks=2)
         daemon.tick("check_failure_alert_sensor")
         runs = daemon.launched[before:]
         log = DayLog(day, time.monotonic() - day_started, len(runs),
                      [f"{r.job} {r.partition or ''} ({', '.join(r.assets) or 'all'})".strip() for r in runs
-                      if not r.success and r.job != "retraining"])
-        with warehouse.get_connection() as con:
-            print(_day_line(con, instance, day) + f"  [{len(runs)} runs, {log.seconds:.1f} s]", flush=True)
+                      if not r.success and r.job != retraining])
+        with warehouse.get_connection(system.name) as con:
+            print(_day_line(names, con, instance, day) + f"  [{len(runs)} runs, {log.seconds:.1f} s]", flush=True)
             for run in retrains:
                 log.retrainings.append(run.run_id)
                 print(f"    retraining requested by retraining_sensor: {run.tags['mlsys/retrain_reason']}\n"
@@ -127,54 +134,45 @@ def run_demo(start: str, end: str) -> int:
 
     daemon.settle()
     report = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[_key("monitoring_report")], raise_on_error=False,
-        tags={"dagster/schedule_name": "daily_monitoring_schedule", "mlsys/launched_by": "demo"},
+        instance=instance, asset_selection=[names.key("monitoring_report")], raise_on_error=False,
+        tags={"dagster/schedule_name": names.job("daily_monitoring_schedule"), "mlsys/launched_by": "demo"},
         run_config=daemon.run_config)
     report_path = None
     for event in report.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             meta = event.event_specific_data.materialization.metadata
             report_path = next((v.value for k, v in meta.items() if k in ("path", "report")), None)
-    _summary(warehouse, instance, daemon, logs, time.monotonic() - started, report_path)
+    _summary(names, warehouse, instance, daemon, logs, time.monotonic() - started, report_path)
     return 1 if any(log.failed_runs for log in logs) or not report.success else 0
 
 
-def _key(name: str):
-    from dagster import AssetKey
-
-    return AssetKey(name)
-
-
-def _drifted_days(instance) -> list[str]:
+def _drifted_days(names, instance) -> list[str]:
     """Days whose latest drift check failed."""
-    from dagster import AssetCheckKey, AssetKey
+    from dagster import AssetCheckKey
 
-    check = AssetCheckKey(AssetKey("feature_drift"), "features_within_drift_threshold")
+    from mlsys_assets.dagster_internal import check_executions
+
+    check = AssetCheckKey(names.key("feature_drift"), "features_within_drift_threshold")
     latest: dict[str, str] = {}
-    for record in reversed(instance.event_log_storage.get_asset_check_execution_history(check, limit=5000)):
+    for record in reversed(check_executions(instance, check, limit=5000)):
         latest[record.partition or ""] = record.status.value
     return sorted(day for day, status in latest.items() if status == "FAILED")
 
 
-def _summary(warehouse, instance, daemon, logs: list[DayLog], seconds: float, report_path: str | None) -> None:
+def _summary(names, warehouse, instance, daemon, logs: list[DayLog], seconds: float, report_path: str | None) -> None:
     from mlsys_assets.core.warehouse import read_frame, table_exists
 
     def indent(frame) -> str:
         return "  " + frame.to_string(index=False).replace("\n", "\n  ")
 
-    with warehouse.get_connection() as con:
-        counts = read_frame(con, """
-            SELECT (SELECT count(*) FROM raw_flights) AS raw_flights,
-                   (SELECT count(*) FROM validated_flights) AS validated_flights,
-                   (SELECT count(*) FROM quarantined_flights) AS quarantined_flights,
-                   (SELECT count(*) FROM raw_weather) AS raw_weather,
-                   (SELECT count(*) FROM validated_weather) AS validated_weather,
-                   (SELECT count(*) FROM quarantined_weather) AS quarantined_weather,
-                   (SELECT count(*) FROM batch_predictions) AS predictions""").iloc[0]
-        reasons = read_frame(con, """
-            SELECT 'flights' AS source, failed_checks, count(*) AS rows FROM quarantined_flights GROUP BY ALL
-            UNION ALL SELECT 'weather', failed_checks, count(*) FROM quarantined_weather GROUP BY ALL
-            ORDER BY rows DESC LIMIT 5""")
+    sources = [source.name for source in names.system.sources]
+    with warehouse.get_connection(names.name) as con:
+        counted = ", ".join(f"(SELECT count(*) FROM {stage}_{source}) AS {stage}_{source}"
+                            for source in sources for stage in ("raw", "validated", "quarantined"))
+        counts = read_frame(con, f"SELECT {counted}, (SELECT count(*) FROM batch_predictions) AS predictions").iloc[0]
+        reasons = read_frame(con, " UNION ALL ".join(
+            f"SELECT '{source}' AS source, failed_checks, count(*) AS rows FROM quarantined_{source} GROUP BY ALL"
+            for source in sources) + " ORDER BY rows DESC LIMIT 5")
         history = read_frame(con, "SELECT strftime(decided_at, '%H:%M:%S') AS at, action, candidate_version AS "
                                   "candidate, champion_after, round(candidate_value, 4) AS candidate_auc, "
                                   "round(champion_value, 4) AS champion_auc, dagster_run_id FROM promotion_history "
@@ -182,7 +180,7 @@ def _summary(warehouse, instance, daemon, logs: list[DayLog], seconds: float, re
         weekly = read_frame(con, """
             SELECT strftime(date_trunc('week', partition_date), '%Y-%m-%d') AS week_of,
                    string_agg(DISTINCT model_version, ',') AS champion, round(avg(roc_auc), 3) AS live_roc_auc,
-                   round(sum(expected_cost), 0) AS expected_cost, sum(rows) AS labelled_flights
+                   round(sum(expected_cost), 0) AS expected_cost, sum(rows) AS labelled_rows
             FROM live_performance WHERE source = 'batch' AND role = 'champion' AND "window" = 'day'
             GROUP BY ALL ORDER BY 1""") if table_exists(con, "live_performance") else None
         alerts = read_frame(con, "SELECT kind, severity, count(*) AS alerts FROM alerts GROUP BY ALL ORDER BY ALL") \
@@ -196,7 +194,7 @@ def _summary(warehouse, instance, daemon, logs: list[DayLog], seconds: float, re
         print("quarantine reasons (top 5)")
         print(indent(reasons))
     triggers = {run.run_id: run.tags.get("mlsys/trigger_check", "") for run in daemon.launched
-                if run.job == "retraining"}
+                if run.job == names.job("retraining")}
     if history is not None and len(history):
         history["trigger"] = history.pop("dagster_run_id").map(triggers).fillna("manual")
         promoted = int((history["action"] == "promote").sum())
@@ -207,7 +205,7 @@ def _summary(warehouse, instance, daemon, logs: list[DayLog], seconds: float, re
         print(indent(history))
     else:
         print("models: none trained yet (the first training waits for enough days of features)")
-    drifted = _drifted_days(instance)
+    drifted = _drifted_days(names, instance)
     print(f"drifted days: {len(drifted)}" + (f" ({', '.join(drifted)})" if drifted else ""))
     if weekly is not None and len(weekly):
         print("the champion's live metric over time (labels arrive a day late)")

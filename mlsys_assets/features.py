@@ -1,38 +1,50 @@
-"""Feature assets: the shared feature definition applied to each validated day."""
+"""The features asset: a system's one feature definition applied to each validated partition of its entities,
+with the lookup sources' rows of the same partition as context, and the label."""
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
 
-from mlsys_assets.core.features import LABEL, build_features
+from mlsys_assets.automation import condition_for
 from mlsys_assets.core.warehouse import PartitionWrite, read_days, replace_partitions
-from mlsys_assets.ingestion import OWNERS
 from mlsys_assets.metadata import accounted, table_metadata
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.naming import Names
 from mlsys_assets.resources import Warehouse
 
 
-@asset(
-    partitions_def=daily_partitions,
-    deps=["validated_flights", "validated_weather"],
-    group_name="features",
-    kinds={"duckdb", "pandas"},
-    owners=OWNERS,
-    pool="warehouse",
-    metadata={"partition_expr": "partition_date"},
-)
-@accounted
-def flight_features(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    """Pre-departure features of each validated flight of the day, with the weather at its origin and
-    scheduled hour, and the label `is_delayed` (arrived over 15 minutes late, cancelled or diverted).
-    The same `core.features.build_features` serves training, batch scoring and the online server."""
-    day = context.partition_key
-    with warehouse.get_connection() as con:
-        flights = read_days(con, "validated_flights", [day], order_by=["source_row"])
-        weather = read_days(con, "validated_weather", [day], order_by=["source_row"])
-    features = build_features(flights, weather)
-    with warehouse.get_connection() as con:
-        replace_partitions(con, [PartitionWrite("flight_features", features, day)])
-    return MaterializeResult(metadata={
-        **table_metadata(features),
-        "delayed_rate": float(features[LABEL].mean()) if len(features) else 0.0,
-        "weather_missing_rate": float(features["weather_missing"].mean()) if len(features) else 0.0,
-    })
+def features_asset(names: Names) -> AssetsDefinition:
+    system = names.system
+    entity, label = system.prediction.entity, system.prediction.label
+
+    @asset(
+        key=names.key("features"),
+        automation_condition=condition_for(names, "features"),
+        partitions_def=names.partitions,
+        deps=[names.key(f"validated_{source.name}") for source in system.sources],
+        group_name=names.group("features"),
+        kinds={"duckdb", "pandas"},
+        owners=names.owners,
+        pool="warehouse",
+        metadata={"partition_expr": "partition_date", "table": names.table("features")},
+        description=f"Features of each validated `{entity}` row of the partition ({len(system.features.columns)} "
+                    f"columns, from `{system.features.build.path}`) and its label `{label}`; the same definition "
+                    "serves training, batch scoring and the online server.",
+    )
+    @accounted
+    def _features(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+        from mlsys_assets.core.featurize import build_features
+
+        day = context.partition_key
+        with warehouse.get_connection(names.name) as con:
+            rows = read_days(con, f"validated_{entity}", [day], order_by=["source_row"])
+            context_rows = {source.name: read_days(con, f"validated_{source.name}", [day], order_by=["source_row"])
+                            for source in system.lookups}
+        features = build_features(system, rows, context_rows)
+        with warehouse.get_connection(names.name) as con:
+            replace_partitions(con, [PartitionWrite("features", features, day)])
+        labelled = features[label].dropna()
+        return MaterializeResult(metadata={
+            **table_metadata(features),
+            "label_mean": float(labelled.astype(float).mean()) if len(labelled) else float("nan"),
+            "labelled_rows": len(labelled),
+        })
+
+    return _features

@@ -1,4 +1,4 @@
-"""Raw assets: each day's landing file, loaded as it came into DuckDB (one partition per day)."""
+"""Raw assets: each partition's landing file of each declared source, loaded as it came into DuckDB."""
 
 import hashlib
 
@@ -13,39 +13,38 @@ from dagster import (
 )
 
 from mlsys_assets.core.landing import LandingFileError, read_landing_file
-from mlsys_assets.core.sources import FLIGHTS, WEATHER, Source
 from mlsys_assets.core.warehouse import PartitionWrite, replace_partitions
+from mlsys_assets.declaration import Source
 from mlsys_assets.metadata import accounted, table_metadata
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.naming import Names
 from mlsys_assets.resources import LandingZone, Warehouse
 
-OWNERS = ["team:ml-platform"]
 
-
-def raw_asset(source: Source) -> AssetsDefinition:
+def raw_asset(names: Names, source: Source) -> AssetsDefinition:
     @asset(
-        name=f"raw_{source.name}",
-        partitions_def=daily_partitions,
-        group_name="ingestion",
-        kinds={"duckdb", "csv"},
-        owners=OWNERS,
+        key=names.key(f"raw_{source.name}"),
+        partitions_def=names.partitions,
+        group_name=names.group("ingestion"),
+        kinds={"duckdb", source.format},
+        owners=names.owners,
         pool="warehouse",
-        description=(f"The day's {source.name} landing file (`landing/{source.name}/<day>.csv`) as delivered: typed "
-                     "columns, the file and line each row came from, values that did not parse kept with the "
-                     "problem. Rematerializing a day replaces exactly that day."),
-        metadata={"partition_expr": "partition_date", "table": f"raw_{source.name}"},
+        description=(f"The partition's {source.name} landing file (`landing/{names.name}/{source.name}/<partition>."
+                     f"{source.format}`) as delivered: typed columns, the file and line each row came from, values "
+                     "that did not parse kept with the problem. Rematerializing a partition replaces exactly it. "
+                     f"{source.description}"),
+        metadata={"partition_expr": "partition_date", "table": names.table(f"raw_{source.name}")},
     )
     @accounted
     def _raw(context: AssetExecutionContext, warehouse: Warehouse, landing: LandingZone) -> MaterializeResult:
         day = context.partition_key
-        path = landing.file_for(source, day)
+        path = landing.file_for(names.system, source, day)
         try:
             landed = read_landing_file(path, source)
         except LandingFileError as exc:
             raise Failure(description=f"Landing file rejected: {exc}",
                           metadata={"file": MetadataValue.path(exc.path), "problem": exc.problem}) from exc
         frame = landed.frame.assign(ingested_at=context.run.run_id)
-        with warehouse.get_connection() as con:
+        with warehouse.get_connection(names.name) as con:
             replace_partitions(con, [PartitionWrite(f"raw_{source.name}", frame, day)])
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if landed.extra_columns:
@@ -64,5 +63,5 @@ def raw_asset(source: Source) -> AssetsDefinition:
     return _raw
 
 
-raw_flights = raw_asset(FLIGHTS)
-raw_weather = raw_asset(WEATHER)
+def ingestion_assets(names: Names) -> list[AssetsDefinition]:
+    return [raw_asset(names, source) for source in names.system.sources]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlsys_assets.core.files import atomic_write_text
 from mlsys_assets.deployment import PROFILE_ENV, postgres_env_defaults, profile
 from mlsys_assets.settings import dagster_home
 
@@ -89,7 +90,8 @@ def prepare_dagster_home() -> Path:
         postgres_env_defaults()
     with _exclusive(home / ".mlsys-init.lock"):
         if not config.exists():
-            config.write_text(POSTGRES_INSTANCE_YAML if postgres else INSTANCE_YAML.format(home=home))
+            # whole or absent: a torn dagster.yaml would never be rewritten ("never overwritten")
+            atomic_write_text(config, POSTGRES_INSTANCE_YAML if postgres else INSTANCE_YAML.format(home=home))
             if not postgres:
                 _create_sqlite_storages(home)
         elif uses_postgres(config.read_text()) != postgres:

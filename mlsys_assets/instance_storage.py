@@ -9,71 +9,24 @@ and can lose only the last transactions on a power cut: the right trade for a on
 `postgres` profile is for teams). A day's run takes about half the time (see the README's Benchmarks).
 The tables, the migrations and the files are Dagster's own: an instance can switch back by editing
 dagster.yaml.
+
+dagster.yaml names the classes by this module (`module: mlsys_assets.instance_storage`, mlsys_assets/instance.py
+writes it), so existing instances keep loading; they subclass Dagster's internal storages and are defined in
+mlsys_assets/dagster_internal.py with the project's other uses of Dagster internals, built on first access.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import ConsolidatedSqliteEventLogStorage
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
-from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from mlsys_assets.dagster_internal import EMBEDDED_STORAGES
+
+__all__ = list(EMBEDDED_STORAGES)  # EmbeddedRunStorage, EmbeddedEventLogStorage, EmbeddedScheduleStorage
 
 
-def _engine(storage: Any) -> Any:
-    """The storage's one engine, created on first use (after a fork, a process makes its own)."""
-    import os
+def __getattr__(name: str) -> Any:
+    if name in EMBEDDED_STORAGES:
+        from mlsys_assets import dagster_internal
 
-    engine = getattr(storage, "_mlsys_engine", None)
-    if engine is not None and getattr(storage, "_mlsys_pid", None) == os.getpid():
-        return engine
-    from sqlalchemy import create_engine, event
-
-    engine = create_engine(storage._conn_string, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-
-    @event.listens_for(engine, "connect")
-    def _normal_sync(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-    storage._mlsys_engine, storage._mlsys_pid = engine, os.getpid()
-    return engine
-
-
-@contextmanager
-def _connection(storage: Any) -> Iterator[Any]:
-    with _engine(storage).connect() as conn, conn.begin():
-        yield conn
-
-
-class _OneEngine:
-    """`connect` through the storage's one engine; `from_config_value` that builds this class (Dagster's builds
-    its own base class by name)."""
-
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Any) -> Any:
-        return cls.from_local(inst_data=inst_data, **config_value)  # type: ignore[attr-defined]
-
-    @contextmanager
-    def connect(self) -> Iterator[Any]:
-        with _connection(self) as conn:
-            yield conn
-
-
-class EmbeddedRunStorage(_OneEngine, SqliteRunStorage):
-    """SqliteRunStorage, connected as the module docstring says."""
-
-
-class EmbeddedEventLogStorage(ConsolidatedSqliteEventLogStorage):
-    """ConsolidatedSqliteEventLogStorage (one event log for all runs), connected as the module docstring says."""
-
-    @contextmanager
-    def _connect(self) -> Iterator[Any]:
-        with _connection(self) as conn:
-            yield conn
-
-
-class EmbeddedScheduleStorage(_OneEngine, SqliteScheduleStorage):
-    """SqliteScheduleStorage, connected as the module docstring says."""
+        return getattr(dagster_internal, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

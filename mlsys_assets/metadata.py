@@ -69,14 +69,30 @@ class _Cost:
         return {"cost/seconds": round(self.seconds, 3), key: round(self.peak_mb, 1)}
 
 
-def _with_cost(item: Any, cost: _Cost) -> Any:
+def _with_cost(item: Any, cost: _Cost, context: Any) -> Any:
     from dagster import MaterializeResult, Output
 
     if isinstance(item, MaterializeResult):
-        return item._replace(metadata={**(item.metadata or {}), **cost.metadata()})
+        if context is not None:  # added to the step's materialization of that asset
+            context.add_asset_metadata(cost.metadata(), asset_key=item.asset_key)
+        return item
     if isinstance(item, Output):
         return item.with_metadata({**(item.metadata or {}), **cost.metadata()})
     return item  # check results and the like carry no cost of their own
+
+
+def _asset_context(args: tuple, kwargs: dict) -> Any:
+    """The step's AssetExecutionContext: the one the function takes, else the one in scope; None when the function
+    is invoked outside a run."""
+    from dagster import AssetExecutionContext, DagsterInvariantViolationError
+
+    given = next((a for a in (*args, *kwargs.values()) if isinstance(a, AssetExecutionContext)), None)
+    if given is not None:
+        return given
+    try:
+        return AssetExecutionContext.get()
+    except DagsterInvariantViolationError:
+        return None
 
 
 def _plain_storage_errors() -> Any:
@@ -99,7 +115,8 @@ def accounted(fn: Any) -> Any:
         def generator(*args: Any, **kwargs: Any) -> Any:
             with _Cost() as cost, _plain_storage_errors():
                 items = list(fn(*args, **kwargs))
-            yield from (_with_cost(item, cost) for item in items)
+            context = _asset_context(args, kwargs)
+            yield from (_with_cost(item, cost, context) for item in items)
 
         return generator
 
@@ -107,8 +124,9 @@ def accounted(fn: Any) -> Any:
     def function(*args: Any, **kwargs: Any) -> Any:
         with _Cost() as cost, _plain_storage_errors():
             result = fn(*args, **kwargs)
+        context = _asset_context(args, kwargs)
         if type(result) is tuple:  # several results (a multi-asset); a MaterializeResult is a tuple subclass
-            return tuple(_with_cost(item, cost) for item in result)
-        return _with_cost(result, cost)
+            return tuple(_with_cost(item, cost, context) for item in result)
+        return _with_cost(result, cost, context)
 
     return function

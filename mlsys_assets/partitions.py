@@ -1,21 +1,30 @@
-"""The daily partitions every dated asset shares: one partition per day of the feed (2013 by default)."""
+"""Dagster's partitions definition of a declared system: hourly, daily or weekly, from its first to its last date.
+
+Keys are the ones `core.partitioning` computes without Dagster (a test holds the two equal).
+"""
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
-from dagster import DailyPartitionsDefinition
+from dagster import (
+    DailyPartitionsDefinition,
+    HourlyPartitionsDefinition,
+    TimeWindowPartitionsDefinition,
+    WeeklyPartitionsDefinition,
+)
 
-FIRST_DAY_ENV, LAST_DAY_ENV = "MLSYS_FIRST_DAY", "MLSYS_LAST_DAY"
-DEFAULT_FIRST_DAY, DEFAULT_LAST_DAY = "2013-01-01", "2013-12-31"
-
-
-def daily_partitions_from_env() -> DailyPartitionsDefinition:
-    """Days from MLSYS_FIRST_DAY to MLSYS_LAST_DAY inclusive."""
-    first = os.environ.get(FIRST_DAY_ENV) or DEFAULT_FIRST_DAY
-    last = date.fromisoformat(os.environ.get(LAST_DAY_ENV) or DEFAULT_LAST_DAY)
-    return DailyPartitionsDefinition(start_date=first, end_date=(last + timedelta(days=1)).isoformat())
+from mlsys_assets.declaration import Partitions
 
 
-daily_partitions = daily_partitions_from_env()
+def partitions_def(partitions: Partitions) -> TimeWindowPartitionsDefinition:
+    """Every partition that starts between `start` and `end` (dates, inclusive); weeks start on Mondays."""
+    # Dagster keeps the partitions that END by end_date: one step past the last start date keeps every one that
+    # starts on it (a week that starts on `end` ends 7 days later)
+    end = (date.fromisoformat(partitions.end) + timedelta(days=1)).isoformat()
+    if partitions.grain == "hourly":
+        return HourlyPartitionsDefinition(start_date=f"{partitions.start}-00:00", end_date=f"{end}-00:00")
+    if partitions.grain == "weekly":
+        week_end = (date.fromisoformat(partitions.end) + timedelta(days=7)).isoformat()
+        return WeeklyPartitionsDefinition(start_date=partitions.start, end_date=week_end, day_offset=1)
+    return DailyPartitionsDefinition(start_date=partitions.start, end_date=end)

@@ -49,84 +49,44 @@ class InProcessDaemon:
     def _automation_sensors(self) -> list[str]:
         return [s.name for s in self.repository.sensor_defs if _is_automation(s)]
 
-    # Sensor state lives where the Dagster daemon keeps it (the instance's schedule storage, found by the selector
+    # Sensor state lives where the Dagster daemon keeps it (the instance's schedule storage, found by the origin
     # of location, repository and sensor name), so `make dev` continues from the replay's cursors instead of
-    # seeing every landed file as new, and the UI lists the replay's ticks. These are Dagster internals
-    # (dagster 1.13); mlsys_tests/test_webserver.py checks through GraphQL that the UI finds them.
+    # seeing every landed file as new, and the UI lists the replay's ticks. Dagster has no public API for it:
+    # mlsys_assets/dagster_internal.py; mlsys_tests/test_webserver.py checks through GraphQL that the UI finds them.
     def _origin(self, name: str):
-        from dagster._core.remote_origin import (
-            InProcessCodeLocationOrigin,
-            RemoteInstigatorOrigin,
-            RemoteRepositoryOrigin,
-        )
-        from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+        from mlsys_assets.dagster_internal import sensor_origin
 
-        location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name=MODULE), location_name=LOCATION)
-        return RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, REPOSITORY), name)
+        return sensor_origin(MODULE, LOCATION, REPOSITORY, name)
 
     def state(self, name: str):
-        origin = self._origin(name)
-        return self.instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
+        from mlsys_assets.dagster_internal import sensor_state
+
+        return sensor_state(self.instance, self._origin(name))
 
     def _cursor(self, name: str) -> str | None:
-        state = self.state(name)
-        return state.instigator_data.cursor if state is not None and state.instigator_data else None
+        from mlsys_assets.dagster_internal import sensor_cursor
 
-    def _store_tick(self, name: str, sensor_type: str, cursor: str | None, run_ids: list[str], run_keys: list[str],
-                    skip_reason: str | None, started: float, log_key: list[str]) -> None:
-        from dagster._core.definitions.sensor_definition import SensorType
-        from dagster._core.scheduler.instigation import (
-            InstigatorState,
-            InstigatorStatus,
-            InstigatorType,
-            SensorInstigatorData,
-            TickData,
-            TickStatus,
-        )
-
-        origin = self._origin(name)
-        now = time.time()
-        data = SensorInstigatorData(last_tick_timestamp=now, last_run_key=run_keys[-1] if run_keys else None,
-                                    cursor=cursor if cursor is not None else self._cursor(name),
-                                    last_tick_start_timestamp=started, sensor_type=SensorType(sensor_type),
-                                    last_tick_success_timestamp=now)
-        state = self.state(name)
-        if state is None:
-            self.instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR,
-                                                               InstigatorStatus.DECLARED_IN_CODE, data))
-        else:
-            self.instance.update_instigator_state(state.with_data(data))
-        status = TickStatus.SUCCESS if run_ids else TickStatus.SKIPPED
-        self.instance.create_tick(TickData(
-            instigator_origin_id=origin.get_id(), instigator_name=name, instigator_type=InstigatorType.SENSOR,
-            status=status, timestamp=started, run_ids=run_ids, run_keys=run_keys,
-            skip_reason=(skip_reason or "nothing requested") if status == TickStatus.SKIPPED else None,
-            cursor=data.cursor, selector_id=origin.get_selector().get_id(), end_timestamp=now, log_key=log_key))
+        return sensor_cursor(self.instance, self._origin(name))
 
     def tick(self, name: str) -> list[Launched]:
         """Evaluate one sensor once (cursor kept in the instance, so it survives restarts) and run its requests."""
-        from dagster import SensorEvaluationContext
+        from mlsys_assets.dagster_internal import evaluate_sensor_tick, store_sensor_tick
 
         sensor = self.defs.resolve_sensor_def(name) if hasattr(self.defs, "resolve_sensor_def") \
             else self.repository.get_sensor_def(name)
         log_key = [REPOSITORY, name, uuid.uuid4().hex]  # what the sensor logs is readable on the tick in the UI
-        context = SensorEvaluationContext(
-            instance_ref=self.instance.get_ref(), instance=self.instance, cursor=self._cursor(name), log_key=log_key,
-            repository_name=REPOSITORY, repository_def=self.repository, sensor_name=name,
-            resources=self.repository.get_top_level_resources())
-        for handler in context.log.handlers:
-            if type(handler).__name__ == "DispatchingLogHandler":  # the console, not the captured log
-                handler.setLevel(self.console_level)
         started = time.time()
-        with context:
-            data = sensor.evaluate_tick(context)
+        data = evaluate_sensor_tick(sensor, instance=self.instance, repository=self.repository,
+                                    repository_name=REPOSITORY, cursor=self._cursor(name), log_key=log_key,
+                                    console_level=self.console_level)
         tick_id = uuid.uuid4().hex[:12]
         is_automation = _is_automation(sensor)
         runs = [run for request in data.run_requests
                 if (run := self._launch(sensor, request, tick_id, is_automation)) is not None]
-        self._store_tick(name, "AUTOMATION" if is_automation else "STANDARD", data.cursor,
-                         [run.run_id for run in runs], [r.run_key for r in data.run_requests if r.run_key],
-                         data.skip_message, started, log_key)
+        store_sensor_tick(self.instance, self._origin(name), sensor_type="AUTOMATION" if is_automation else "STANDARD",
+                          cursor=data.cursor, run_ids=[run.run_id for run in runs],
+                          run_keys=[r.run_key for r in data.run_requests if r.run_key],
+                          skip_reason=data.skip_message, started=started, log_key=log_key)
         return runs
 
     def settle(self, name: str = "automation_sensor", max_ticks: int = 20) -> list[Launched]:
@@ -216,6 +176,8 @@ def recover_dead_runs(instance) -> list[str]:
 
     from dagster import DagsterRunStatus, RunsFilter
 
+    from mlsys_assets.dagster_internal import free_concurrency_slots
+
     host, dead = socket.gethostname(), []
     for run in instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
                                                                DagsterRunStatus.CANCELING])):
@@ -232,6 +194,6 @@ def recover_dead_runs(instance) -> list[str]:
         instance.report_run_failed(run, message=f"the process that ran it (pid {pid}) is gone: killed or crashed; "
                                                 "its partitions hold what they held before (each write is one "
                                                 "transaction)")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        free_concurrency_slots(instance, run.run_id)
         dead.append(run.run_id)
     return dead

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from dagster import InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from mlsys_assets.core.features import WEATHER_FEATURES
-from mlsys_assets.core.sources import Source
 from mlsys_assets.settings import EnvResource
 
 if TYPE_CHECKING:
     import duckdb
+
+    from mlsys_assets.declaration import Source, System
 
 
 class Warehouse(EnvResource):
@@ -55,17 +55,19 @@ class Warehouse(EnvResource):
             self._shared = None
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the warehouse; a full disk or a read-only or unwritable folder raises a StorageError
-        naming the file, instead of DuckDB's own words from deep inside a write."""
+    def get_connection(self, schema: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse, in a system's schema when one is named (its tables then need no prefix);
+        a full disk or a read-only or unwritable folder raises a StorageError naming the file, instead of
+        DuckDB's own words from deep inside a write."""
         from mlsys_assets.core.storage import check_disk, plain_storage_errors
+        from mlsys_assets.core.warehouse import use_schema
 
         check_disk(self.database, self.min_free_mb, self.env_var("min_free_mb"))
         shared = self._shared
         con = shared.acquire() if shared is not None else self._open()
         try:
             with plain_storage_errors(self.database):
-                yield con
+                yield use_schema(con, schema) if schema else con
         finally:
             if shared is not None:
                 shared.release(con)
@@ -145,13 +147,15 @@ class SharedDatabase:
 
 
 class LandingZone(EnvResource):
-    """The folder where daily files arrive: `<path>/<source>/<YYYY-MM-DD>.csv`."""
+    """The folder where files arrive: `<path>/<system>/<source>/<partition key>.<format>`."""
 
     home_paths: ClassVar[dict[str, tuple[str, str]]] = {"path": ("MLSYS_LANDING", "landing")}
     path: str = Field(description="The landing zone folder.")
 
-    def file_for(self, source: Source, day: str) -> Path:
-        return source.file_for(self.path, day)
+    def file_for(self, system: System, source: Source, key: str) -> Path:
+        from mlsys_assets.core.sources import file_for
+
+        return file_for(self.path, system, source, key)
 
 
 class QualityPolicy(EnvResource):
@@ -173,8 +177,6 @@ class MlflowStore(EnvResource):
                                                       "`sqlite:///<store_dir>/mlflow.db`, or "
                                                       "`postgresql+psycopg2://.../$MLSYS_PG_MLFLOW_DB` with the "
                                                       "`postgres` profile. Any MLflow server URI works.")
-    experiment: str = Field(default="flight_delay", description="MLflow experiment of the training runs.")
-    model_name: str = Field(default="flight_delay", description="Registered model name.")
     ui_url: str = Field(default="http://127.0.0.1:5000", description="Base URL of the MLflow UI, for links.")
 
     def store_uri(self) -> str:
@@ -184,50 +186,13 @@ class MlflowStore(EnvResource):
 
         return self.tracking_uri or mlflow_store_uri(self.store_dir)
 
-    def registry(self):  # -> core.registry.Registry (imported here: mlflow costs seconds to import)
+    def registry(self, system: System):  # -> core.registry.Registry (imported here: mlflow costs seconds to import)
+        """The system's registered model (and experiment of the same name) in this store."""
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from mlsys_assets.core.registry import Registry
 
         return Registry(tracking_uri=self.store_uri(), artifact_root=str(Path(self.store_dir) / "artifacts"),
-                        experiment=self.experiment, model_name=self.model_name, ui_url=self.ui_url)
-
-
-class TrainingPolicy(EnvResource):
-    """The training window, the model's hyperparameters and the promotion gate."""
-
-    window_days: int = Field(default=60, description="Days of features in the training set (the most recent ones).")
-    holdout_days: int = Field(default=7, description="Most recent days of the window held out for evaluation.")
-    estimator: str = Field(default="hist_gradient_boosting",
-                           description="`hist_gradient_boosting` or `logistic_regression`.")
-    learning_rate: float = Field(default=0.08, description="Gradient boosting learning rate.")
-    max_iter: int = Field(default=200, description="Boosting iterations.")
-    max_leaf_nodes: int = Field(default=31, description="Leaves per tree.")
-    l2_regularization: float = Field(default=1.0, description="L2 penalty (inverse C for logistic regression).")
-    random_state: int = Field(default=42, description="Seed of every random choice in training.")
-    decision_threshold: float = Field(default=0.35, description="Probability at or above which a flight is "
-                                                                "predicted delayed.")
-    primary_metric: str = Field(default="roc_auc", description="Metric the promotion gate compares.")
-    min_improvement: float = Field(default=0.002, description="How much a candidate must beat the champion by.")
-    slice_tolerance: float = Field(
-        default=0.05, description="Largest regression allowed on any slice. A slice's ROC AUC on ~1,000 holdout "
-                                  "flights moves by about 0.02 from noise alone; replaying Jan-Jun 2013, a 0.02 bar "
-                                  "rejected a candidate 0.044 better overall for three carrier slices.")
-    slice_min_rows: int = Field(default=500, description="Slices with fewer holdout rows are not judged.")
-    absolute_floor: float = Field(default=0.6, description="What a first model must reach on the primary metric.")
-
-    def model_params(self):  # -> core.model.ModelParams
-        from mlsys_assets.core.model import ModelParams
-
-        return ModelParams(estimator=self.estimator, learning_rate=self.learning_rate, max_iter=self.max_iter,
-                           max_leaf_nodes=self.max_leaf_nodes, l2_regularization=self.l2_regularization,
-                           random_state=self.random_state)
-
-    def gate_policy(self):  # -> core.evaluation.GatePolicy
-        from mlsys_assets.core.evaluation import GatePolicy
-
-        return GatePolicy(primary_metric=self.primary_metric, min_improvement=self.min_improvement,
-                          slice_tolerance=self.slice_tolerance, slice_min_rows=self.slice_min_rows,
-                          absolute_floor=self.absolute_floor)
+                        experiment=system.model_name, model_name=system.model_name, ui_url=self.ui_url)
 
 
 class AutomationPolicy(EnvResource):
@@ -241,59 +206,4 @@ class AutomationPolicy(EnvResource):
                                                           "before it requests the first training (no champion yet).")
 
 
-CALENDAR_COLUMNS = ["month", "day_of_week", "day_of_year", "is_weekend"]  # = core.monitoring.CALENDAR_FEATURES
-
-
-class MonitoringPolicy(EnvResource):
-    """When labels count as arrived, what a mistake costs, and the bars of the drift and performance checks."""
-
-    label_delay_days: int = Field(
-        default=1, description="Days until a flight's label is known: the labels of day D are in once the "
-                               "flight_features partition D + delay is materialized.")
-    rolling_days: int = Field(default=7, description="Days in the rolling window of live performance.")
-    cost_missed_delay: float = Field(default=50.0, description="Cost of a delayed flight predicted on time "
-                                                               "(false negative).")
-    cost_false_alarm: float = Field(default=10.0, description="Cost of an on-time flight predicted delayed "
-                                                              "(false positive).")
-    min_live_roc_auc: float = Field(default=0.6, description="Live ROC AUC of the champion below which the "
-                                                             "performance check fails with error severity.")
-    max_auc_drop: float = Field(default=0.05, description="Drop of live ROC AUC below the champion's holdout ROC "
-                                                          "AUC beyond which the performance check warns.")
-    performance_window: str = Field(
-        default="rolling", description="Live ROC AUC the performance check judges: `rolling` (the rolling window) "
-                                       "or `day` (one day: much noisier, measured 0.36-0.72 for one model).")
-    drifted_share: float = Field(
-        default=0.15, description="A day has drifted when more than this share of the monitored feature columns "
-                                  "drifted (3 of 18). Measured on 2013 against 7- to 53-day references: February "
-                                  "to April never above 2 columns; from May on, temperature, dew point and the "
-                                  "summer schedule (block minutes) drift together.")
-    drift_ignored_columns: list[str] = Field(
-        default=CALENDAR_COLUMNS, description="Columns left out of feature drift: calendar columns hold one value a "
-                                              "day, so they differ from any multi-day reference.")
-    drift_day_level_columns: list[str] = Field(
-        default=list(WEATHER_FEATURES), description="Columns with one value per origin and hour (weather), judged "
-                                                    "by their Wasserstein shift alone.")
-    day_level_wasserstein: float = Field(
-        default=3.0, description="Shift, in reference standard deviations, past which a day-level column drifted.")
-    day_level_missing_rate: float = Field(
-        default=0.9, description="Change of a day-level column's missing rate past which it drifted (gusts are "
-                                 "reported on gusty days only; a weather outage shows in weather_missing).")
-
-    def drift_policy(self):  # -> core.monitoring.DriftPolicy
-        from mlsys_assets.core.drift import DriftThresholds
-        from mlsys_assets.core.monitoring import DriftPolicy
-
-        return DriftPolicy(thresholds=DriftThresholds(drifted_share=self.drifted_share),
-                           ignored=tuple(self.drift_ignored_columns), day_level=tuple(self.drift_day_level_columns),
-                           day_level_wasserstein=self.day_level_wasserstein,
-                           day_level_missing_rate=self.day_level_missing_rate)
-
-    def cost_policy(self, threshold: float):  # -> core.monitoring.CostPolicy
-        from mlsys_assets.core.monitoring import CostPolicy
-
-        return CostPolicy(threshold=threshold, cost_missed_delay=self.cost_missed_delay,
-                          cost_false_alarm=self.cost_false_alarm)
-
-
-ALL_RESOURCES: tuple[type[EnvResource], ...] = (Warehouse, LandingZone, QualityPolicy, MlflowStore, TrainingPolicy,
-                                                AutomationPolicy, MonitoringPolicy)
+ALL_RESOURCES: tuple[type[EnvResource], ...] = (Warehouse, LandingZone, QualityPolicy, MlflowStore, AutomationPolicy)

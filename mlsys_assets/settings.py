@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Self
 
 from dagster import ConfigurableResource
 
+from mlsys_assets.systems import DECLARED
+
 HOME_ENV = "MLSYS_HOME"
 DEFAULT_HOME = ".mlsys"
 
@@ -107,10 +109,11 @@ class EnvResource(ConfigurableResource):
 
 GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
     (HOME_ENV, DEFAULT_HOME, "The folder holding all state; deleting it is a clean reset."),
+    ("MLSYS_SYSTEMS", ",".join(DECLARED),
+     "The declarations the code location serves: `package.module:name` (Python) or a `defs.yaml` path (the "
+     "Dagster component), comma-separated."),
     ("DAGSTER_HOME", "$MLSYS_HOME/dagster", "The Dagster instance (runs, event log, schedules; SQLite, or only its "
                                             "`dagster.yaml` and logs with the `postgres` profile)."),
-    ("MLSYS_FIRST_DAY", "2013-01-01", "First daily partition."),
-    ("MLSYS_LAST_DAY", "2013-12-31", "Last daily partition."),
     ("MLSYS_DEMO_START", "2013-03-20", "First day `make demo` replays."),
     ("MLSYS_DEMO_END", "2013-06-05", "Last day `make demo` replays."),
     ("MLSYS_UI_PORT", "3000", "Port of `make dev` (the Dagster UI, on 127.0.0.1)."),
@@ -125,8 +128,11 @@ def settings_rows() -> list[tuple[str, str, str]]:
     from mlsys_assets.core.serving import SERVE_SETTINGS
     from mlsys_assets.deployment import DEPLOYMENT_SETTINGS
     from mlsys_assets.resources import ALL_RESOURCES
+    from mlsys_assets.systems import declared_systems
 
     rows = [*GLOBAL_SETTINGS[:2], *DEPLOYMENT_SETTINGS, *GLOBAL_SETTINGS[2:]]
     for resource in ALL_RESOURCES:
         rows.extend(resource.settings_table())
+    for system in declared_systems(apply_env=False):  # each system's tunable numbers, defaults as declared
+        rows.extend(system.settings_rows())
     return rows + list(SERVE_SETTINGS)

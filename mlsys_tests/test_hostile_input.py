@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mlsys_assets.core.landing import land_default_data
-from mlsys_tests.conftest import query
+from mlsys_assets.core.sources import file_for
+from mlsys_tests.conftest import FLIGHTS_SYSTEM, query
 
 GOOD = ("2013-03-01", "2013-03-10")
 
@@ -32,12 +33,15 @@ def hostile_feed(clean: Path, landing: Path, seed: int = 7) -> tuple[dict[Path, 
     rejected (with the word their problem must mention) and the readable flight days (with what was done)."""
     rng = random.Random(seed)
     days = [f"2013-03-{d:02d}" for d in range(1, 11)]
+    def path(folder: Path, source: str, day: str) -> Path:  # <folder>/flights/<source>/<day>.csv
+        return file_for(folder, FLIGHTS_SYSTEM, FLIGHTS_SYSTEM.source(source), day)
+
     for source in ("flights", "weather"):
-        (landing / source).mkdir(parents=True, exist_ok=True)
         for day in days:  # weather as delivered, so readable flights have their weather
-            (landing / source / f"{day}.csv").write_bytes((clean / source / f"{day}.csv").read_bytes())
-    flights = {day: rows_of(clean / "flights" / f"{day}.csv") for day in days}
-    target = {day: landing / "flights" / f"{day}.csv" for day in days}
+            path(landing, source, day).parent.mkdir(parents=True, exist_ok=True)
+            path(landing, source, day).write_bytes(path(clean, source, day).read_bytes())
+    flights = {day: rows_of(path(clean, "flights", day)) for day in days}
+    target = {day: path(landing, "flights", day) for day in days}
     rejected: dict[Path, str] = {}
     readable: dict[str, str] = {}
 
@@ -87,14 +91,14 @@ def test_garbage_in_the_landing_zone_is_reported_or_quarantined_never_lost(
     from mlsys_assets.replay import InProcessDaemon
 
     clean = tmp_path / "clean"
-    land_default_data(clean, *GOOD)
+    land_default_data(FLIGHTS_SYSTEM, clean, *GOOD)
     rejected, readable = hostile_feed(clean, mlsys_home / "landing")
     daemon = InProcessDaemon(defs, instance)
     daemon.start()
 
-    ingested = daemon.tick("landing_files_sensor")  # must not raise, whatever the files hold
+    ingested = daemon.tick("flights_landing_files_sensor")  # must not raise, whatever the files hold
     assert all(run.success for run in ingested)
-    flights_days = {run.partition for run in ingested if "raw_flights" in run.assets}
+    flights_days = {run.partition for run in ingested if "flights/raw_flights" in run.assets}
     assert flights_days >= set(readable)
     assert not flights_days & {path.stem for path in rejected}
     alerts = read_alerts()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -9,14 +11,18 @@ import pandas as pd
 import pytest
 
 from mlsys_assets.core.landing import LandingFileError, land_default_data, read_landing_file
-from mlsys_assets.core.sources import FLIGHTS, WEATHER, read_default_source
-from mlsys_tests.conftest import DAYS
+from mlsys_assets.core.sources import columns_of, file_for
+from mlsys_assets.systems.flights.data import read_default_source
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM
+
+FLIGHTS = FLIGHTS_SYSTEM.source("flights")
+WEATHER = FLIGHTS_SYSTEM.source("weather")
 
 
 def test_landed_day_holds_exactly_that_days_rows(landed_days: Path) -> None:
     flights = read_default_source("flights")
     expected = ((flights["month"] == "2") & (flights["day"] == "11")).sum()
-    landed = read_landing_file(FLIGHTS.file_for(landed_days, DAYS[0]), FLIGHTS)
+    landed = read_landing_file(file_for(landed_days, FLIGHTS_SYSTEM, FLIGHTS, DAYS[0]), FLIGHTS)
     assert len(landed.frame) == expected > 500
     assert landed.frame["parse_errors"].isna().all()
     assert landed.frame["source_row"].tolist() == list(range(2, expected + 2))
@@ -25,15 +31,25 @@ def test_landed_day_holds_exactly_that_days_rows(landed_days: Path) -> None:
 
 def test_landing_again_rewrites_nothing(landed_days: Path, tmp_path: Path) -> None:
     target = tmp_path / "landing"
-    first = land_default_data(target, DAYS[0])
-    again = land_default_data(target, DAYS[0])
+    first = land_default_data(FLIGHTS_SYSTEM, target, DAYS[0])
+    again = land_default_data(FLIGHTS_SYSTEM, target, DAYS[0])
     assert first == {"flights": 1, "weather": 1}
     assert again == {"flights": 0, "weather": 0}
-    assert FLIGHTS.file_for(target, DAYS[0]).read_bytes() == FLIGHTS.file_for(landed_days, DAYS[0]).read_bytes()
+    assert (file_for(target, FLIGHTS_SYSTEM, FLIGHTS, DAYS[0]).read_bytes()
+            == file_for(landed_days, FLIGHTS_SYSTEM, FLIGHTS, DAYS[0]).read_bytes())
 
 
 def _good_text(landed_days: Path) -> str:
-    return FLIGHTS.file_for(landed_days, DAYS[0]).read_text()
+    return file_for(landed_days, FLIGHTS_SYSTEM, FLIGHTS, DAYS[0]).read_text()
+
+
+def _without_column(text: str, name: str) -> str:
+    """The file with one column dropped from the header and every row."""
+    lines = list(csv.reader(io.StringIO(text, newline="")))
+    drop = lines[0].index(name)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([line[:drop] + line[drop + 1:] for line in lines])
+    return out.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +61,7 @@ def _good_text(landed_days: Path) -> str:
         (lambda text: text.replace("\n", "\n2013,2,11,1\n", 1).encode(), "line 2 has 4 fields, the header has 19"),
         (lambda text: text.encode("utf-16"), "not UTF-8"),
         (lambda text: bytes(range(256)) * 4, "not UTF-8"),
-        (lambda text: text.replace("carrier,", "", 1).replace(",UA,", ",", 1).encode(), "missing columns ['carrier']"),
+        (lambda text: _without_column(text, "carrier").encode(), "missing columns ['carrier']"),
         (lambda text: text.replace("dest,", "origin,", 1).encode(), "duplicated column names"),
     ],
     ids=["missing", "empty", "truncated", "short-line", "utf16", "random-bytes", "missing-column", "dup-header"],
@@ -72,17 +88,19 @@ def test_values_that_do_not_parse_are_kept_with_the_problem(landed_days: Path, t
     path.write_text("".join(lines))
     frame = read_landing_file(path, FLIGHTS).frame
     assert len(frame) == len(lines) - 1
-    assert frame.loc[0, "parse_errors"] == "flight='12.5': not an integer; dep_delay='soon': not a number"
+    # one problem per column, in the schema's column order (dep_delay comes before flight)
+    assert frame.loc[0, "parse_errors"] == "dep_delay='soon': not a number; flight='12.5': not an integer"
     assert frame["parse_errors"].iloc[1:].isna().all()
 
 
 def test_reordered_and_extra_columns_are_read_by_name(landed_days: Path, tmp_path: Path) -> None:
-    original = pd.read_csv(WEATHER.file_for(landed_days, DAYS[0]), dtype=str, keep_default_na=False)
+    original = pd.read_csv(file_for(landed_days, FLIGHTS_SYSTEM, WEATHER, DAYS[0]), dtype=str, keep_default_na=False)
     shuffled = original[list(reversed(original.columns))].assign(station_note="ok")
     path = tmp_path / "weather.csv"
     shuffled.to_csv(path, index=False)
     landed = read_landing_file(path, WEATHER)
-    direct = read_landing_file(WEATHER.file_for(landed_days, DAYS[0]), WEATHER)
-    pd.testing.assert_frame_equal(landed.frame[list(WEATHER.columns)], direct.frame[list(WEATHER.columns)])
+    direct = read_landing_file(file_for(landed_days, FLIGHTS_SYSTEM, WEATHER, DAYS[0]), WEATHER)
+    columns = list(columns_of(WEATHER).names)
+    pd.testing.assert_frame_equal(landed.frame[columns], direct.frame[columns])
     assert landed.extra_columns == ["station_note"]
     assert json.loads(landed.frame.loc[0, "extra_fields"]) == {"station_note": "ok"}

@@ -37,5 +37,5 @@ def test_loading_the_code_location_imports_no_heavy_library(tmp_path: Path) -> N
 
 def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:
     """The check above can fail: one heavy import, here through a project module that uses pandas, shows."""
-    assert "pandas" in heavy_modules_after("from mlsys_assets.core.sources import known_carriers\nknown_carriers()",
-                                           tmp_path)
+    assert "pandas" in heavy_modules_after(
+        "from mlsys_assets.systems.flights.data import known_carriers\nknown_carriers()", tmp_path)

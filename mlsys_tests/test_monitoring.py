@@ -3,6 +3,7 @@ monitoring assets against a temporary MLSYS_HOME (late labels, challenger rows, 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,10 +11,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from dagster import AssetKey
 
 from mlsys_assets.core.drift import build_reference
 from mlsys_assets.core.monitoring import (
-    CALENDAR_FEATURES,
     CostPolicy,
     DriftPolicy,
     ReportData,
@@ -31,11 +32,17 @@ from mlsys_assets.core.monitoring import (
     save_reference,
     window_days,
 )
-from mlsys_tests.conftest import DAYS, query, run_day
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-SMALL = {"window_days": 2, "holdout_days": 1, "max_iter": 40, "slice_min_rows": 100, "absolute_floor": 0.5}
+# The tests' small training: settings (read when the definitions are built) and model parameters (declaration code).
+# The training window is two days, so the reference is one day: against it the next ordinary day differs in 3 of
+# 18 columns (humidity, dew point, visibility), which the default bar (0.15) calls drift; the tests use 0.2.
+SMALL = {"MLSYS_FLIGHTS_WINDOW": "2", "MLSYS_FLIGHTS_HOLDOUT": "1", "MLSYS_FLIGHTS_SLICE_MIN_ROWS": "100",
+         "MLSYS_FLIGHTS_FLOOR": "0.5", "MLSYS_FLIGHTS_DRIFTED_SHARE": "0.2"}
+SMALL_PARAMS = {"max_iter": 40}
 COSTS = CostPolicy(threshold=0.35, cost_missed_delay=50.0, cost_false_alarm=10.0)
+CALENDAR_FEATURES = ("month", "day_of_week", "day_of_year", "is_weekend")
 
 
 # --- plain functions ----------------------------------------------------------------------------------------------
@@ -52,16 +59,17 @@ def _scored(day: str, flights: int, role: str, version: str, flip: bool = False)
     rng = np.random.default_rng(0)
     labels = (np.arange(flights) % 3 == 0).astype(int)
     p = np.clip(labels * 0.5 + rng.uniform(0, 0.5, flights), 0, 1)
-    return pd.DataFrame({"partition_date": day, "flight_id": [f"{day}-{i}" for i in range(flights)],
+    return pd.DataFrame({"partition_date": day, "entity_id": [f"{day}-{i}" for i in range(flights)],
                          "probability": 1 - p if flip else p, "model_version": version, "role": role,
-                         "source": "batch", "is_delayed": labels})
+                         "source": "batch", "label": labels})
 
 
 def test_live_performance_waits_for_labels_and_scores_every_model_on_the_same_flights() -> None:
     days = ["2013-02-10", "2013-02-11"]
     scored = pd.concat([_scored(d, 30, "champion", "1") for d in days]
                        + [_scored(days[1], 30, "challenger", "2", flip=True)], ignore_index=True)
-    predictions, labels = scored.drop(columns="is_delayed"), scored[["flight_id", "is_delayed"]].drop_duplicates()
+    predictions = scored.drop(columns="label")
+    labels = scored[["partition_date", "entity_id", "label"]].drop_duplicates()
 
     assert live_performance_table(predictions, labels, days[1], [days[0]], 7, COSTS).empty  # labels not in yet
 
@@ -102,14 +110,14 @@ def _days_of_weather(days: int, rows: int, shift: float = 0.0) -> pd.DataFrame:
 
 def test_day_level_columns_are_judged_by_their_shift_and_calendar_columns_not_at_all() -> None:
     reference = StoredReference("1", build_reference(_days_of_weather(30, 100), ["temp", "distance", "month"], []))
-    policy = DriftPolicy(day_level=("temp",))
+    policy = DriftPolicy(ignored=CALENDAR_FEATURES, day_level=("temp",))
     cold_day = _days_of_weather(30, 100).iloc[:100].assign(temp=lambda f: f["temp"] - f["temp"].mean() - 1.5,
                                                            month=2.0)
     table = feature_drift_table(cold_day, reference, policy)
     assert "month" not in set(table["column"])  # one value a day: always "drifted", so not judged
     verdict = table[table["test"] == "verdict"].set_index("column")["drifted"]
     assert not verdict["temp"] and not verdict["distance"]
-    default = feature_drift_table(cold_day, reference, DriftPolicy(day_level=()))
+    default = feature_drift_table(cold_day, reference, DriftPolicy(ignored=CALENDAR_FEATURES, day_level=()))
     assert default.query("test == 'verdict' and column == 'temp'")["drifted"].item()  # the default rule fires
     hot = feature_drift_table(cold_day.assign(temp=cold_day["temp"] + 6), reference, policy)
     assert hot.query("test == 'verdict' and column == 'temp'")["drifted"].item()
@@ -131,29 +139,27 @@ def test_a_reference_is_stored_once_per_version_and_one_is_current() -> None:
 
 
 def test_the_reference_holds_features_and_with_a_model_its_holdout_scores_and_metrics() -> None:
-    from mlsys_assets.core.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
     from mlsys_assets.core.model import fit_baseline
+    from mlsys_assets.systems.flights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, NUMERIC_FEATURES
 
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({c: rng.normal(size=200) for c in NUMERIC_FEATURES}
                          | {c: rng.choice(["a", "b"], 200) for c in CATEGORICAL_FEATURES}
                          | {"flight_id": [str(i) for i in range(200)], "is_delayed": np.arange(200) % 2,
                             "split": ["train"] * 150 + ["holdout"] * 50})
-    alone = build_stored_reference(frame, "none")
+    alone = build_stored_reference(FLIGHTS_SYSTEM, frame, "none")
     assert set(alone.features) == set(FEATURE_COLUMNS) and alone.score is None and alone.holdout_metrics is None
     assert (alone.train_rows, alone.holdout_rows) == (150, 50)
-    model = fit_baseline(frame[frame["split"] == "train"])
-    scored = build_stored_reference(frame, "1", model, threshold=0.35)
+    model = fit_baseline(FLIGHTS_SYSTEM, frame[frame["split"] == "train"])
+    scored = build_stored_reference(FLIGHTS_SYSTEM, frame, "1", model)
     assert scored.score is not None and scored.holdout_metrics["rows"] == 50
 
 
 def test_the_policy_defaults_match_the_core_ones() -> None:
-    from mlsys_assets.core.features import WEATHER_FEATURES
-    from mlsys_assets.monitoring import MonitoringPolicy
+    from mlsys_assets.systems.flights.features import WEATHER_FEATURES
 
-    policy = MonitoringPolicy()
-    assert tuple(policy.drift_ignored_columns) == CALENDAR_FEATURES
-    assert policy.drift_policy() == DriftPolicy(day_level=WEATHER_FEATURES)
+    assert FLIGHTS_SYSTEM.monitoring.ignore == CALENDAR_FEATURES
+    assert DriftPolicy.of(FLIGHTS_SYSTEM) == DriftPolicy(ignored=CALENDAR_FEATURES, day_level=WEATHER_FEATURES)
 
 
 def test_a_report_without_data_still_renders() -> None:
@@ -166,19 +172,40 @@ def test_a_report_without_data_still_renders() -> None:
 
 # --- Dagster materializations -------------------------------------------------------------------------------------
 
+@pytest.fixture
+def defs(mlsys_home: Path):
+    """The definitions with the tests' small settings (SMALL) and model parameters (SMALL_PARAMS)."""
+    from mlsys_assets import definitions
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SMALL.items():
+            patch.setenv(name, value)
+        patch.setenv("MLSYS_FLIGHTS_PARAMS", json.dumps(SMALL_PARAMS))
+        return definitions.build_defs()
+
+
+def flights_key(name: str) -> AssetKey:
+    return AssetKey(["flights", name])
+
+
+def materialize_asset(defs, instance, asset: str, day: str | None = None):
+    """Materialize one asset of the definitions (the others and the upstream assets are not run)."""
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[flights_key(asset)], partition_key=day, instance=instance, run_config=QUIET,
+        raise_on_error=False)
+
+
 def materialize_monitoring(defs, instance, asset: str, day: str | None = None):
     """Materialize one monitoring asset (the others and the upstream assets are not run)."""
-    from dagster import materialize
-
-    from mlsys_assets.monitoring import MonitoringPolicy, monitoring_assets
-
-    # The tests' training window is two days, so the reference is one day: against it the next ordinary day
-    # differs in 3 of 18 columns (humidity, dew point, visibility), which the default bar (0.15) calls drift.
-    policy = MonitoringPolicy.from_env(drifted_share=0.2)
-    result = materialize(monitoring_assets, selection=[asset], partition_key=day, instance=instance,
-                         resources={**defs.resources, "monitoring": policy}, run_config=QUIET)
+    result = materialize_asset(defs, instance, asset, day)
     assert result.success
     return result
+
+
+def materialized(result, asset: str):
+    """The metadata of the asset's materialization in the run."""
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == flights_key(asset)]
+    return event.materialization.metadata
 
 
 def check(result, name: str):
@@ -196,6 +223,7 @@ def performance(home: Path, day: str) -> pd.DataFrame:
 def write(home: Path, *statements: tuple[str, list]) -> None:
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     try:
+        con.execute("USE flights")
         for sql, params in statements:
             con.execute(sql, params)
     finally:
@@ -214,12 +242,12 @@ def test_a_day_gets_its_performance_rows_only_once_its_labels_land(defs, instanc
     write(mlsys_home,  # a challenger that knows the answers, and a few served (online) predictions
           ("INSERT INTO batch_predictions BY NAME SELECT b.* REPLACE (CASE WHEN f.is_delayed = 1 THEN 0.8 ELSE 0.2 "
            "END AS probability, '2' AS model_version, 'challenger' AS role) FROM batch_predictions b "
-           "JOIN flight_features f USING (flight_id) WHERE b.partition_date = ?", [DAYS[0]]),
+           "JOIN features f USING (flight_id) WHERE b.partition_date = ?", [DAYS[0]]),
           ("CREATE TABLE served_predictions AS SELECT flight_id, probability, model_version, role "
            "FROM batch_predictions WHERE partition_date = ? AND role = 'champion' LIMIT 200", [DAYS[0]]))
     landed = materialize_monitoring(defs, instance, "live_performance", DAYS[0])
     table = performance(mlsys_home, DAYS[0])
-    flights = query(mlsys_home, "SELECT count(*) FROM flight_features WHERE partition_date = ?", [DAYS[0]])[0][0]
+    flights = query(mlsys_home, "SELECT count(*) FROM features WHERE partition_date = ?", [DAYS[0]])[0][0]
     day = table[table["window"] == "day"].set_index(["source", "role"])
     assert set(day.index) == {("batch", "champion"), ("batch", "challenger"), ("served", "champion")}
     assert day.loc[("batch", "champion"), "rows"] == day.loc[("batch", "challenger"), "rows"] == flights
@@ -240,24 +268,18 @@ def test_a_day_gets_its_performance_rows_only_once_its_labels_land(defs, instanc
 
 @pytest.mark.slow
 def test_drift_reference_checks_and_report_with_a_champion(defs, instance, mlsys_home: Path) -> None:
-    from dagster import materialize
-
-    from mlsys_assets.predictions import batch_predictions
-
     for day in DAYS:
         assert run_day(defs, instance, day).success
-    assert defs.resolve_job_def("retraining").execute_in_process(
-        instance=instance, run_config={"resources": {"training": {"config": SMALL}}, **QUIET}).success
+    assert defs.resolve_job_def("flights_retraining").execute_in_process(instance=instance, run_config=QUIET).success
     for day in DAYS:  # rescored by champion version 1 (they were scored by the baseline before training)
-        assert materialize([batch_predictions], partition_key=day, instance=instance, resources=defs.resources,
-                           run_config=QUIET).success
+        assert materialize_asset(defs, instance, "batch_predictions", day).success
 
     built = materialize_monitoring(defs, instance, "drift_reference")
-    metadata = built.asset_materializations_for_node("drift_reference")[0].metadata
+    metadata = materialized(built, "drift_reference")
     assert metadata["model_version"].value == "1" and metadata["reference"].value == "built from training_set"
     assert metadata["training_set_matches_champion"].value is True
     again = materialize_monitoring(defs, instance, "drift_reference")
-    assert again.asset_materializations_for_node("drift_reference")[0].metadata["reference"].value.startswith("reused")
+    assert materialized(again, "drift_reference")["reference"].value.startswith("reused")
     kinds = dict(query(mlsys_home, "SELECT kind, count(*) FROM drift_references WHERE model_version = '1' GROUP BY 1"))
     assert kinds == {"numeric": 18, "categorical": 4, "score": 1, "holdout_metrics": 1}
 
@@ -265,14 +287,14 @@ def test_drift_reference_checks_and_report_with_a_champion(defs, instance, mlsys
         ordinary = materialize_monitoring(defs, instance, "feature_drift", day)
         assert check(ordinary, "features_within_drift_threshold").passed
     scores = materialize_monitoring(defs, instance, "prediction_drift", DAYS[1])
-    assert scores.asset_materializations_for_node("prediction_drift")[0].metadata["dagster/row_count"].value == 6
+    assert materialized(scores, "prediction_drift")["dagster/row_count"].value == 6
     judged = materialize_monitoring(defs, instance, "live_performance", DAYS[0])
     verdict = check(judged, "performance_above_floor")
     assert verdict.metadata["model_version"].value == "1" and verdict.metadata["holdout_roc_auc"].value > 0.5
 
     moved = {"temp": "temp + 40", "dewp": "dewp + 40", "pressure": "pressure + 60", "wind_speed": "wind_speed + 40",
              "distance": "distance * 3", "scheduled_block_minutes": "scheduled_block_minutes * 3"}  # 6 of 18
-    write(mlsys_home, ("UPDATE flight_features SET " + ", ".join(f"{c} = {v}" for c, v in moved.items())
+    write(mlsys_home, ("UPDATE features SET " + ", ".join(f"{c} = {v}" for c, v in moved.items())
                        + " WHERE partition_date = ?", [DAYS[1]]))
     shifted = check(materialize_monitoring(defs, instance, "feature_drift", DAYS[1]), "features_within_drift_threshold")
     assert not shifted.passed and shifted.severity.value == "ERROR"
@@ -280,10 +302,10 @@ def test_drift_reference_checks_and_report_with_a_champion(defs, instance, mlsys
     assert shifted.metadata["day"].value == DAYS[1] and shifted.metadata["drifted_share"].value > 0.3
 
     report = materialize_monitoring(defs, instance, "monitoring_report")
-    facts = report.asset_materializations_for_node("monitoring_report")[0].metadata
+    facts = materialized(report, "monitoring_report")
     path = Path(facts["path"].value)
-    assert path == mlsys_home / "reports" / "monitoring_report.html"
-    assert (mlsys_home / "reports" / f"monitoring_report_{DAYS[1]}.html").read_text() == path.read_text()
+    assert path == mlsys_home / "reports" / "flights_monitoring_report.html"
+    assert (mlsys_home / "reports" / f"flights_monitoring_report_{DAYS[1]}.html").read_text() == path.read_text()
     page = path.read_text()
     assert page.count("<img ") == page.count("src='data:image/png;base64,") == 6
     assert not re.search(r"(src|href)\s*=\s*['\"]?\s*(https?:)?//", page)

@@ -7,11 +7,13 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetKey
 
-from mlsys_assets.core.sources import FLIGHTS
-from mlsys_tests.conftest import DAYS, query, run_day
+from mlsys_assets.core.sources import file_for
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
+
+FLIGHTS = FLIGHTS_SYSTEM.source("flights")
 
 TABLES = ("raw_flights", "validated_flights", "quarantined_flights", "raw_weather", "validated_weather",
-          "quarantined_weather", "flight_features")
+          "quarantined_weather", "features")
 
 
 def counts(home: Path, day: str) -> dict[str, int]:
@@ -22,7 +24,7 @@ def check_results(instance, asset: str, check: str) -> list[bool]:
     from dagster import AssetCheckKey
 
     records = instance.event_log_storage.get_asset_check_execution_history(
-        AssetCheckKey(AssetKey(asset), check), limit=10)
+        AssetCheckKey(AssetKey(["flights", asset]), check), limit=10)
     return [r.status.value == "SUCCEEDED" for r in records if r.status.value != "PLANNED"]
 
 
@@ -30,26 +32,26 @@ def test_days_flow_through_and_a_rerun_changes_nothing(defs, instance, mlsys_hom
     first = run_day(defs, instance, DAYS[1])
     assert first.success
     before = counts(mlsys_home, DAYS[1])
-    landed = len(FLIGHTS.file_for(mlsys_home / "landing", DAYS[1]).read_text().splitlines()) - 1
+    landed = len(file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS, DAYS[1]).read_text().splitlines()) - 1
     assert before["raw_flights"] == landed
     assert before["raw_flights"] == before["validated_flights"] + before["quarantined_flights"]
-    assert before["flight_features"] == before["validated_flights"]
+    assert before["features"] == before["validated_flights"]
     assert before["quarantined_weather"] == 1  # the 1048 mph wind reading of 2013-02-12
 
     again = run_day(defs, instance, DAYS[1])
     assert again.success
     assert counts(mlsys_home, DAYS[1]) == before
-    assert query(mlsys_home, "SELECT count(DISTINCT flight_id) = count(*) FROM flight_features")[0][0]
+    assert query(mlsys_home, "SELECT count(DISTINCT flight_id) = count(*) FROM features")[0][0]
 
     materialization = instance.get_latest_materialization_event(
-        AssetKey("validated_flights")).asset_materialization
+        AssetKey(["flights", "validated_flights"])).asset_materialization
     assert materialization.partition == DAYS[1]
     assert materialization.metadata["dagster/row_count"].value == before["validated_flights"]
     assert check_results(instance, "validated_flights", "no_rows_lost") == [True, True]
 
 
 def test_a_corrupt_file_fails_its_day_only(defs, instance, mlsys_home: Path) -> None:
-    bad = FLIGHTS.file_for(mlsys_home / "landing", DAYS[0])
+    bad = file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS, DAYS[0])
     bad.write_bytes(bad.read_bytes()[:-25])
 
     failed = run_day(defs, instance, DAYS[0])
@@ -57,15 +59,15 @@ def test_a_corrupt_file_fails_its_day_only(defs, instance, mlsys_home: Path) -> 
     failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.event_specific_data.error.to_string()
     assert str(bad) in message and "truncated" in message
-    assert not query(mlsys_home, "SELECT count(*) FROM information_schema.tables WHERE table_name='validated_flights'"
-                     )[0][0]
+    assert not query(mlsys_home, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'flights' "
+                           "AND table_name = 'validated_flights'")[0][0]
 
     assert run_day(defs, instance, DAYS[1]).success
-    assert counts(mlsys_home, DAYS[1])["flight_features"] > 0
+    assert counts(mlsys_home, DAYS[1])["features"] > 0
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_counts_conserved(defs, instance, mlsys_home: Path) -> None:
-    path = FLIGHTS.file_for(mlsys_home / "landing", DAYS[0])
+    path = file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS, DAYS[0])
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame.loc[0, "carrier"] = "ZZ"
     frame.loc[1, "dep_delay"] = "late"
@@ -86,7 +88,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_conserved(defs, instan
 
 
 def test_schema_change_missing_column_fails_extra_column_is_kept(defs, instance, mlsys_home: Path) -> None:
-    path = FLIGHTS.file_for(mlsys_home / "landing", DAYS[0])
+    path = file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS, DAYS[0])
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     frame.drop(columns=["tailnum"]).to_csv(path, index=False)
     failed = run_day(defs, instance, DAYS[0])
@@ -105,14 +107,15 @@ def test_every_materialization_records_its_cost_beside_its_own_metadata(defs, in
     assert result.success
     materialized = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
                     for e in result.get_asset_materialization_events()}
-    assert set(materialized) >= {"raw_flights", "validated_flights", "quarantined_flights", "flight_features",
-                                 "batch_predictions", "online_weather"}
+    assert set(materialized) >= {"flights/raw_flights", "flights/validated_flights", "flights/quarantined_flights",
+                                 "flights/features", "flights/batch_predictions", "flights/online_weather"}
     for asset, metadata in materialized.items():
         assert metadata["cost/seconds"].value > 0, asset
         assert 50 < metadata["cost/peak_rss_mb"].value < 8000, asset
         assert "dagster/row_count" in metadata, asset  # its own metadata is kept
     # validation is one step for two assets, so both carry that step's cost
-    assert materialized["validated_flights"]["cost/seconds"] == materialized["quarantined_flights"]["cost/seconds"]
+    assert (materialized["flights/validated_flights"]["cost/seconds"]
+            == materialized["flights/quarantined_flights"]["cost/seconds"])
 
 
 def test_the_embedded_instance_writes_dagsters_own_files_without_an_fsync_per_event(

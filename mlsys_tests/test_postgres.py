@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from mlsys_tests.conftest import DAYS, run_day
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, run_day
 
-SMALL = {"window_days": 2, "holdout_days": 1, "max_iter": 40, "slice_min_rows": 100, "absolute_floor": 0.5}
+# A small training run: the system's settings MLSYS_FLIGHTS_<FIELD>, read when the definitions are built.
+PARAMS = '{"max_iter": 40}'  # the model factory's parameters: small, for speed
+SMALL = {"WINDOW": "2", "HOLDOUT": "1", "SLICE_MIN_ROWS": "100", "FLOOR": "0.5", "PARAMS": PARAMS}
+LANDING_SENSOR = "flights_landing_files_sensor"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 # Characters a URL must escape: the password reaches Dagster and MLflow through URLs built from the environment.
 PASSWORD = "p@ss:w/rd %1"
@@ -161,7 +164,8 @@ def pg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed_days: Path, 
 
 
 @pytest.mark.slow
-def test_runs_event_log_sensors_and_the_registry_live_in_postgres(pg_home: Path, postgres_server: Server) -> None:
+def test_runs_event_log_sensors_and_the_registry_live_in_postgres(pg_home: Path, postgres_server: Server,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster import AssetKey, DagsterInstance
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
@@ -169,6 +173,8 @@ def test_runs_event_log_sensors_and_the_registry_live_in_postgres(pg_home: Path,
     from mlsys_assets.replay import InProcessDaemon
     from mlsys_assets.resources import MlflowStore
 
+    for name, value in SMALL.items():
+        monkeypatch.setenv(f"MLSYS_FLIGHTS_{name}", value)
     dagster_db, mlflow_db = os.environ["MLSYS_PG_DAGSTER_DB"], os.environ["MLSYS_PG_MLFLOW_DB"]
     config = (pg_home / "dagster" / "dagster.yaml").read_text()
     assert "{env: MLSYS_PG_PASSWORD}" in config and PASSWORD not in config
@@ -181,24 +187,23 @@ def test_runs_event_log_sensors_and_the_registry_live_in_postgres(pg_home: Path,
 
         days = [run_day(defs, instance, day) for day in DAYS]
         assert all(result.success for result in days)
-        trained = defs.resolve_job_def("retraining").execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={**QUIET, "resources": {"training": {"config": SMALL}}})
+        trained = defs.resolve_job_def("flights_retraining").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET)
         assert trained.success
-        registry = MlflowStore.from_env().registry()
+        registry = MlflowStore.from_env().registry(FLIGHTS_SYSTEM)
         registry.activate()
         assert registry.alias_version("champion") == "1"
 
         daemon = InProcessDaemon(defs, instance)
         daemon.start()
-        landed = daemon.tick("landing_files_sensor")
+        landed = daemon.tick(LANDING_SENSOR)
         assert sorted(run.partition for run in landed) == list(DAYS) and all(run.success for run in landed)
         automated = daemon.settle()
         assert automated and all(run.success for run in automated)
-        assert {"flight_features", "batch_predictions"} <= set().union(*(run.assets for run in automated))
-        assert daemon.tick("landing_files_sensor") == []  # the cursor is in PostgreSQL too
+        assert {"flights/features", "flights/batch_predictions"} <= set().union(*(run.assets for run in automated))
+        assert daemon.tick(LANDING_SENSOR) == []  # the cursor is in PostgreSQL too
         run_ids = {r.run_id for r in days} | {trained.run_id} | {run.run_id for run in landed + automated}
-        features = instance.get_latest_materialization_event(AssetKey("flight_features"))
+        features = instance.get_latest_materialization_event(AssetKey(["flights", "features"]))
         assert features is not None and features.run_id in {run.run_id for run in automated}
 
     # What the instance reported is in PostgreSQL's own tables, not in files under DAGSTER_HOME.
@@ -208,7 +213,7 @@ def test_runs_event_log_sensors_and_the_registry_live_in_postgres(pg_home: Path,
                                                "dagster_event_type = 'ASSET_MATERIALIZATION'", (trained.run_id,))
     assert events[0][0] >= 4  # training_set, candidate_model, model_evaluation, champion_model (+ online_baseline)
     ticks = postgres_server.fetch(dagster_db, "SELECT tick_body FROM job_ticks")
-    assert any('"landing_files_sensor"' in body for (body,) in ticks)
+    assert any(f'"{LANDING_SENSOR}"' in body for (body,) in ticks)
     assert any('"automation_sensor"' in body for (body,) in ticks)
     assert not (pg_home / "dagster" / "history").exists() and not (pg_home / "dagster" / "schedules").exists()
 
@@ -281,7 +286,7 @@ def test_the_executor_setting_selects_the_executor_and_the_asset_code_stays(mlsy
     from mlsys_assets.definitions import build_defs
     from mlsys_assets.deployment import executor_from_env
 
-    def executor_of(job: str = "daily_pipeline") -> tuple[str, dict]:
+    def executor_of(job: str = "flights_daily_pipeline") -> tuple[str, dict]:
         definition = build_defs().resolve_job_def(job)
         execution = ResolvedRunConfig.build(definition, {}).execution
         return definition.executor_def.name, dict(execution.execution_engine_config)
@@ -292,9 +297,9 @@ def test_the_executor_setting_selects_the_executor_and_the_asset_code_stays(mlsy
     name, config = executor_of()
     assert (name, config["max_concurrent"]) == ("multiprocess", 2)
     monkeypatch.setenv("MLSYS_EXECUTOR_MAX_CONCURRENT", "3")
-    assert executor_of("retraining")[1]["max_concurrent"] == 3
+    assert executor_of("flights_retraining")[1]["max_concurrent"] == 3
     multiprocess = build_defs()
-    for job in ("daily_pipeline", "retraining"):  # the same assets, only the executor differs
+    for job in ("flights_daily_pipeline", "flights_retraining"):  # the same assets, only the executor differs
         same = baseline.resolve_job_def(job).asset_layer.executable_asset_keys
         assert multiprocess.resolve_job_def(job).asset_layer.executable_asset_keys == same
 
@@ -326,18 +331,18 @@ def test_a_day_runs_one_process_per_step_against_postgres(pg_home: Path, postgre
     monkeypatch.setenv("MLSYS_EXECUTOR", "multiprocess")
     # What the run worker the daemon launches does: load the code location afresh, in the environment as it is.
     job = ReconstructableRepository.for_module("mlsys_assets.definitions", "build_defs").get_reconstructable_job(
-        "daily_pipeline")
+        "flights_daily_pipeline")
     with DagsterInstance.get() as instance:
-        selection = [AssetKey(name) for name in ("raw_flights", "raw_weather", "validated_flights",
-                                                 "quarantined_flights", "validated_weather", "quarantined_weather",
-                                                 "flight_features")]
+        selection = [AssetKey(["flights", name]) for name in ("raw_flights", "raw_weather", "validated_flights",
+                                                              "quarantined_flights", "validated_weather",
+                                                              "quarantined_weather", "features")]
         result = execute_job(job, instance, run_config=QUIET, tags={"dagster/partition": DAYS[0]},
                              asset_selection=selection)
         assert result.success
         starts = [event for event in result.all_events if event.event_type_value == "STEP_START"]
     assert len(starts) == 5 and os.getpid() not in {event.pid for event in starts}
     assert len({event.pid for event in starts}) == len(starts)  # one process per step
-    assert query(pg_home, "SELECT count(*) FROM flight_features WHERE partition_date = ?", [DAYS[0]])[0][0] > 900
+    assert query(pg_home, "SELECT count(*) FROM features WHERE partition_date = ?", [DAYS[0]])[0][0] > 900
     stored = postgres_server.fetch(os.environ["MLSYS_PG_DAGSTER_DB"], "SELECT status FROM runs WHERE run_id = %s",
                                    (result.run_id,))
     assert stored == [("SUCCESS",)]

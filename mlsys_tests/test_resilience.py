@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mlsys_tests.conftest import DAYS, run_day
+from mlsys_assets.core.sources import file_for
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, run_day
 
 # An on-demand run of one day, as from the launchpad, through the in-process daemon (which, on start, recovers
 # the runs of processes that died: they would hold the `warehouse` pool's slot for ever).
@@ -26,12 +27,12 @@ with DagsterInstance.get() as instance:
     daemon = InProcessDaemon(build_defs(), instance)
     daemon.start()
     print("ready", flush=True)
-    result = daemon.run_job("daily_pipeline", sys.argv[1])
+    result = daemon.run_job("flights_daily_pipeline", sys.argv[1])
 print("success" if result.success else "failure", flush=True)
 sys.exit(0 if result.success else 1)
 """
 KEYS = {"raw_flights": "source_row", "validated_flights": "source_row", "quarantined_flights": "source_row",
-        "flight_features": "flight_id", "batch_predictions": "(flight_id, role)"}
+        "features": "flight_id", "batch_predictions": "(flight_id, role)"}
 
 
 def start_day(day: str, log: Path) -> subprocess.Popen:
@@ -45,7 +46,7 @@ def counts(home: Path, day: str) -> dict[str, tuple[int, int]]:
 
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     try:
-        return {table: con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table} "
+        return {table: con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM flights.{table} "
                                    "WHERE partition_date = ?", [day]).fetchone() for table, key in KEYS.items()}
     finally:
         con.close()
@@ -62,7 +63,8 @@ def test_a_run_killed_mid_write_leaves_whole_partitions_and_the_next_run_succeed
     day = DAYS[0]
     assert run_day(defs, instance, day).success
     old = counts(mlsys_home, day)
-    keep_rows(mlsys_home / "landing" / "flights" / f"{day}.csv", 300)  # the redelivered day: 300 flights
+    landed = file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS_SYSTEM.source("flights"), day)
+    keep_rows(landed, 300)  # the redelivered day: 300 flights
     seen = []
     for attempt, delay in enumerate((0.0, 0.3, 0.6, 1.0, 1.5, 2.5)):
         child = start_day(day, tmp_path / f"killed-{attempt}.log")
@@ -78,13 +80,13 @@ def test_a_run_killed_mid_write_leaves_whole_partitions_and_the_next_run_succeed
     new = counts(mlsys_home, day)
     assert new["raw_flights"] == (300, 300)
     assert new["validated_flights"][0] + new["quarantined_flights"][0] == 300
-    assert new["flight_features"] == new["batch_predictions"] == new["validated_flights"]
+    assert new["features"] == new["batch_predictions"] == new["validated_flights"]
     for delay, state in seen:  # whatever the moment of the kill, each table holds the old day or the new one
         for table, (rows, distinct) in state.items():
             assert rows == distinct, f"{table}: duplicated rows after a kill at {delay} s"
             assert (rows, distinct) in (old[table], new[table]), (table, rows, delay, old[table], new[table])
     assert any(state["raw_flights"] == new["raw_flights"] for _, state in seen), "no kill came after the raw write"
-    assert any(state["flight_features"] == old["flight_features"] for _, state in seen), "every kill came too late"
+    assert any(state["features"] == old["features"] for _, state in seen), "every kill came too late"
     statuses = [run.status.value for run in instance.get_runs()]
     assert "FAILURE" in statuses and "STARTED" not in statuses  # the killed runs were recovered as failed
     assert not instance.event_log_storage.get_concurrency_info("warehouse").claimed_slots
@@ -101,7 +103,7 @@ def test_runs_in_separate_processes_share_the_warehouse_without_failing_on_its_l
     for day in DAYS:
         now = counts(mlsys_home, day)
         assert now["raw_flights"][0] == now["validated_flights"][0] + now["quarantined_flights"][0] > 500
-        assert now["flight_features"] == now["validated_flights"]
+        assert now["features"] == now["validated_flights"]
 
 
 PROBE = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"

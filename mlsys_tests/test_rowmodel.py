@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlsys_assets.core.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, WEATHER_FEATURES, build_features
+from mlsys_assets.core.featurize import build_features
 from mlsys_assets.core.landing import read_landing_file
-from mlsys_assets.core.model import ModelParams, RateBaseline, build_pipeline, fit_baseline, fit_pipeline
+from mlsys_assets.core.model import RateBaseline, build_pipeline, fit_baseline, fit_pipeline
 from mlsys_assets.core.rowmodel import RowModel, compile_pipeline
-from mlsys_assets.core.sources import FLIGHTS, WEATHER, known_airports, known_carriers
-from mlsys_tests.conftest import DAYS
+from mlsys_assets.core.sources import file_for
+from mlsys_assets.systems.flights.data import known_airports, known_carriers
+from mlsys_assets.systems.flights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, WEATHER_FEATURES
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM
 
-PARAMS = ModelParams(max_iter=80)
+PARAMS = {"max_iter": 80}
+FLIGHTS, WEATHER = FLIGHTS_SYSTEM.source("flights"), FLIGHTS_SYSTEM.source("weather")
 
 
 def _features(landing: Path, day: str) -> pd.DataFrame:
-    flights = read_landing_file(FLIGHTS.file_for(landing, day), FLIGHTS).frame
-    weather = read_landing_file(WEATHER.file_for(landing, day), WEATHER).frame
-    return build_features(flights[flights["parse_errors"].isna()], weather)
+    flights = read_landing_file(file_for(landing, FLIGHTS_SYSTEM, FLIGHTS, day), FLIGHTS).frame
+    weather = read_landing_file(file_for(landing, FLIGHTS_SYSTEM, WEATHER, day), WEATHER).frame
+    return build_features(FLIGHTS_SYSTEM, flights[flights["parse_errors"].isna()], {"weather": weather})
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +73,11 @@ def feature_rows(features: pd.DataFrame) -> list[dict]:
 
 
 def assert_same_probabilities(pipeline: object, features: pd.DataFrame) -> RowModel:
-    from mlsys_assets.core.model import delay_probability
+    from mlsys_assets.core.model import scores
 
     compiled = compile_pipeline(pipeline)
     assert compiled is not None
-    expected = delay_probability(pipeline, features)
+    expected = scores(FLIGHTS_SYSTEM, pipeline, features)
     got = np.array(compiled.probabilities(feature_rows(features)))
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-12
@@ -81,7 +85,7 @@ def assert_same_probabilities(pipeline: object, features: pd.DataFrame) -> RowMo
 
 
 def test_compiled_pipeline_gives_predict_proba_on_every_row(training: pd.DataFrame, scored: pd.DataFrame) -> None:
-    pipeline = fit_pipeline(training, training["is_delayed"], PARAMS)
+    pipeline = fit_pipeline(FLIGHTS_SYSTEM, training, **PARAMS)
     encode = pipeline.named_steps["encode"]
     assert not encode.named_transformers_["numeric"].get_support().all()  # one day: month is dropped as constant
     compiled = assert_same_probabilities(pipeline, scored)
@@ -98,18 +102,20 @@ def test_missing_categories_seen_in_training_are_encoded_as_missing(training: pd
     gappy = training.copy().astype({"carrier": object, "dep_hour_band": object})
     gappy.loc[gappy.index % 5 == 0, "carrier"] = None
     gappy.loc[gappy.index % 7 == 0, "dep_hour_band"] = None
-    pipeline = fit_pipeline(gappy, gappy["is_delayed"], PARAMS)
+    pipeline = fit_pipeline(FLIGHTS_SYSTEM, gappy, **PARAMS)
     assert any(pd.isna(c) for c in pipeline.named_steps["encode"].named_transformers_["categorical"].categories_[0])
     assert_same_probabilities(pipeline, scored)
 
 
 def test_what_cannot_be_compiled_gives_none(training: pd.DataFrame) -> None:
-    logistic = fit_pipeline(training, training["is_delayed"], ModelParams(estimator="logistic_regression"))
-    hgb = fit_pipeline(training, training["is_delayed"], PARAMS)
+    linear = dataclasses.replace(FLIGHTS_SYSTEM, model=dataclasses.replace(
+        FLIGHTS_SYSTEM.model, factory="mlsys_assets.core.model:linear", params={}))
+    logistic = fit_pipeline(linear, training)
+    hgb = fit_pipeline(FLIGHTS_SYSTEM, training, **PARAMS)
     assert compile_pipeline(logistic) is None
-    assert compile_pipeline(fit_baseline(training)) is None
+    assert compile_pipeline(fit_baseline(FLIGHTS_SYSTEM, training)) is None
     assert compile_pipeline(RateBaseline.from_frame(pd.DataFrame(
-        {"carrier": [], "dep_hour_band": [], "delay_rate": [], "global_rate": []}))) is None
+        {"carrier": [], "dep_hour_band": [], "rate": [], "global_rate": []}), by=("carrier", "dep_hour_band"))) is None
     assert compile_pipeline(hgb.named_steps["classify"]) is None  # the classifier without its encoding
     assert compile_pipeline(object()) is None
-    assert compile_pipeline(build_pipeline(PARAMS)) is None  # not fitted
+    assert compile_pipeline(build_pipeline(FLIGHTS_SYSTEM, **PARAMS)) is None  # not fitted

@@ -17,19 +17,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetKey
 
-from mlsys_assets.core.features import REQUEST_COLUMNS, WEATHER_FEATURES, flight_ids
 from mlsys_assets.core.landing import read_landing_file
 from mlsys_assets.core.online import PredictionLog, publish_baseline, read_prediction_log, weather_path
 from mlsys_assets.core.serving import ServeConfig, free_port, start_server, wait_until_ready
-from mlsys_assets.core.sources import FLIGHTS
-from mlsys_assets.predictions import batch_predictions
-from mlsys_assets.serving import online_baseline, online_weather, served_predictions
-from mlsys_tests.conftest import DAYS, query, run_day
+from mlsys_assets.core.sources import file_for
+from mlsys_assets.systems.flights.features import REQUEST_COLUMNS, WEATHER_FEATURES, flight_ids
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-SMALL = {"window_days": 2, "holdout_days": 1, "max_iter": 30, "slice_min_rows": 100, "absolute_floor": 0.5}
+# A small training run: the system's settings MLSYS_FLIGHTS_<FIELD>, read when the definitions are built.
+PARAMS = '{"max_iter": 30}'  # the model factory's parameters: small, for speed
+SMALL = {"WINDOW": "2", "HOLDOUT": "1", "SLICE_MIN_ROWS": "100", "FLOOR": "0.5", "PARAMS": PARAMS}
+FLIGHTS = FLIGHTS_SYSTEM.source("flights")
 ROW = {"year": 2013, "month": 2, "day": 12, "sched_dep_time": 1830, "sched_arr_time": 2105, "carrier": "B6",
        "flight": 1001, "origin": "JFK", "dest": "MCO", "distance": 944}
 
@@ -64,7 +65,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
 
 def landing_rows(home: Path, day: str) -> pd.DataFrame:
     """The day's flights as landed, without outcome columns: what a client would send."""
-    frame = read_landing_file(FLIGHTS.file_for(home / "landing", day), FLIGHTS).frame
+    frame = read_landing_file(file_for(home / "landing", FLIGHTS_SYSTEM, FLIGHTS, day), FLIGHTS).frame
     rows = frame[list(REQUEST_COLUMNS)].copy()
     rows.insert(0, "flight_id", flight_ids(rows))
     return rows
@@ -102,8 +103,11 @@ def split(rows: pd.DataFrame) -> dict:
     return {"dataframe_split": json.loads(rows[list(REQUEST_COLUMNS)].to_json(orient="split", index=False))}
 
 
-def materialize_one(defs, instance, asset, day: str | None = None) -> None:
-    result = materialize([asset], partition_key=day, instance=instance, resources=defs.resources, run_config=QUIET)
+def materialize_one(defs, instance, name: str, day: str | None = None) -> None:
+    """One of the flights system's assets, materialized on its own (as from the UI)."""
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[AssetKey([FLIGHTS_SYSTEM.name, name])], partition_key=day, instance=instance,
+        run_config=QUIET)
     assert result.success
 
 
@@ -112,17 +116,22 @@ def config(**overrides) -> ServeConfig:
 
 
 @pytest.mark.slow
-def test_served_scores_equal_batch_scores_and_follow_the_champion(defs, instance, mlsys_home: Path) -> None:
+def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsys_home: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlsys_assets.definitions import build_defs
     from mlsys_assets.resources import MlflowStore
 
+    for name, value in SMALL.items():
+        monkeypatch.setenv(f"MLSYS_FLIGHTS_{name}", value)
+    defs = build_defs()
     for day in DAYS:
         assert run_day(defs, instance, day).success
-    retrain = defs.resolve_job_def("retraining").execute_in_process(
-        instance=instance, raise_on_error=False, run_config={"resources": {"training": {"config": SMALL}}, **QUIET})
+    retrain = defs.resolve_job_def("flights_retraining").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET)
     assert retrain.success
-    materialize_one(defs, instance, batch_predictions, DAYS[1])  # rescored by the new champion
-    materialize_one(defs, instance, online_weather, DAYS[1])
-    materialize_one(defs, instance, online_baseline)
+    materialize_one(defs, instance, "batch_predictions", DAYS[1])  # rescored by the new champion
+    materialize_one(defs, instance, "online_weather", DAYS[1])
+    materialize_one(defs, instance, "online_baseline")
     batch = pd.DataFrame(query(mlsys_home, "SELECT flight_id, probability, model_version FROM batch_predictions "
                                            "WHERE partition_date = ? AND role = 'champion'", [DAYS[1]]),
                          columns=["flight_id", "probability", "model_version"]).set_index("flight_id")
@@ -183,7 +192,7 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(defs, instance
         assert status == 200 and answer["predictions"][0]["probability"] == pytest.approx(expected[0], abs=1e-9)
 
         # A challenger is shadow-scored and logged; the answer carries only the champion.
-        registry = MlflowStore.from_env().registry()
+        registry = MlflowStore.from_env().registry(FLIGHTS_SYSTEM)
         second = registry.register(registry.version_ref("1"), tags={"mlsys.test": "second version"})
         registry.set_alias("challenger", second)
         wait_for(lambda: (health(server.url)["challenger"] or {}).get("model_version") == second)
@@ -227,24 +236,25 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(defs, instance
     # The log is ingested into the warehouse, idempotently per day.
     lines = sum(len(p.read_text().splitlines()) for p in (mlsys_home / "prediction_log" / DAYS[1]).glob("*.jsonl"))
     for _ in range(2):
-        materialize_one(defs, instance, served_predictions, DAYS[1])
+        materialize_one(defs, instance, "served_predictions", DAYS[1])
         assert query(mlsys_home, "SELECT count(*) FROM served_predictions")[0][0] == lines
     assert query(mlsys_home, "SELECT count(*) FROM served_predictions WHERE role = 'challenger'")[0][0] >= 4
     joined = query(mlsys_home, "SELECT max(abs(s.probability - b.probability)) FROM served_predictions s "
                                "JOIN batch_predictions b USING (flight_id) WHERE s.request_id = 'whole-day'")
     assert joined[0][0] < 1e-9
-    event = instance.get_latest_materialization_event(AssetKey("served_predictions")).asset_materialization
+    event = instance.get_latest_materialization_event(SERVED).asset_materialization
     assert event.metadata["dagster/row_count"].value == lines
     assert event.metadata["fallback_rate"].value == 0.0 and event.metadata["p50_latency_ms"].value > 0
 
 
 SERVER_THREADS = {"http", "scorer", "shadow", "model-poller", "prediction-log"}
+SERVED = AssetKey([FLIGHTS_SYSTEM.name, "served_predictions"])
 
 
 def test_without_a_champion_the_baseline_answers_and_health_is_degraded(defs, instance, mlsys_home: Path) -> None:
     from mlsys_assets.resources import MlflowStore
 
-    MlflowStore.from_env().registry().activate()  # an MLflow store that exists, with no registered model
+    MlflowStore.from_env().registry(FLIGHTS_SYSTEM).activate()  # an MLflow store that exists, with no registered model
     with start_server(config()) as server:
         assert get(server.url, "/ping")[0] == 200
         state = health(server.url)
@@ -257,7 +267,7 @@ def test_without_a_champion_the_baseline_answers_and_health_is_degraded(defs, in
             "request_id": "-", "flight_id": "2013-02-12-B61001-JFK-1830"}
 
         # Rates published while serving are picked up; unseen carrier x band gets the global rate.
-        publish_baseline(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"], "delay_rate": [0.9],
+        publish_baseline(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"], "rate": [0.9],
                                        "global_rate": [0.3]}), mlsys_home / "online")
         wait_for(lambda: health(server.url)["baseline"].startswith("published"))
         status, answer = post(server.url, {"dataframe_records": [ROW, {**ROW, "carrier": "UA"}]})
@@ -268,12 +278,12 @@ def test_without_a_champion_the_baseline_answers_and_health_is_degraded(defs, in
 
     assert not SERVER_THREADS & {t.name for t in threading.enumerate()}  # stopped means stopped
 
-    materialize_one(defs, instance, served_predictions, "2013-02-12")
+    materialize_one(defs, instance, "served_predictions", "2013-02-12")
     assert query(mlsys_home, "SELECT count(*), bool_and(is_fallback), min(model_version) FROM served_predictions"
                  ) == [(3, True, "baseline")]
-    event = instance.get_latest_materialization_event(AssetKey("served_predictions")).asset_materialization
+    event = instance.get_latest_materialization_event(SERVED).asset_materialization
     assert event.metadata["fallback_rate"].value == 1.0
-    materialize_one(defs, instance, served_predictions, "2013-02-13")  # a day nobody asked about: empty, not an error
+    materialize_one(defs, instance, "served_predictions", "2013-02-13")  # a day nobody asked about: empty, not an error
     assert query(mlsys_home, "SELECT count(*) FROM served_predictions WHERE partition_date = '2013-02-13'") == [(0,)]
 
 
@@ -311,7 +321,8 @@ class UncompilableRegistry:
         from mlsys_assets.core.model import RateBaseline
 
         return RateBaseline.from_frame(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"],
-                                                     "delay_rate": [0.7], "global_rate": [0.25]}))
+                                                     "rate": [0.7], "global_rate": [0.25]}),
+                                       FLIGHTS_SYSTEM.model.baseline_by)
 
 
 def test_a_champion_that_does_not_compile_is_scored_on_the_table_path(mlsys_home: Path) -> None:

@@ -1,4 +1,4 @@
-"""Settings: defaults under MLSYS_HOME, overrides by environment, and the README table listing them all."""
+"""Settings: defaults under MLSYS_HOME, overrides by environment, and the docs/settings.md table listing them all."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from mlsys_assets.resources import LandingZone, QualityPolicy, Warehouse
 from mlsys_assets.settings import settings_rows
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+SETTINGS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
 
 def test_paths_default_under_mlsys_home(mlsys_home: Path) -> None:
@@ -31,7 +31,7 @@ def test_environment_overrides_each_setting(mlsys_home: Path, monkeypatch: pytes
 def test_run_config_overrides_a_resource(defs, instance, mlsys_home: Path) -> None:
     from mlsys_tests.conftest import DAYS
 
-    job = defs.resolve_job_def("daily_pipeline")
+    job = defs.resolve_job_def("flights_daily_pipeline")
     result = job.execute_in_process(
         partition_key=DAYS[1], instance=instance, raise_on_error=False,
         run_config={"resources": {"quality": {"config": {"max_quarantine_rate": 0.0}}}})
@@ -42,7 +42,7 @@ def test_run_config_overrides_a_resource(defs, instance, mlsys_home: Path) -> No
     assert by_check[("validated_weather", "no_rows_lost")] is True
 
 
-def test_readme_documents_every_setting() -> None:
-    text = README.read_text()
+def test_settings_page_documents_every_setting() -> None:
+    text = SETTINGS_PAGE.read_text()
     missing = [env for env, _, _ in settings_rows() if f"`{env}`" not in text]
-    assert not missing, f"settings missing from the README table: {missing}"
+    assert not missing, f"settings missing from the docs/settings.md table: {missing}"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mlsys_tests.conftest import DAYS, run_day
+from mlsys_assets.core.sources import file_for
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, run_day
 
 KEYS = {"raw_flights": "source_row", "validated_flights": "source_row", "quarantined_flights": "source_row",
-        "flight_features": "flight_id", "batch_predictions": "(flight_id, role)"}
+        "features": "flight_id", "batch_predictions": "(flight_id, role)"}
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def test_a_nearly_full_disk_is_refused_before_any_work(mount_disk) -> None:
     assert not (disk / "home" / "landing").exists()
     done = mlsys("land", DAYS[0], home=disk / "home", MLSYS_MIN_FREE_MB="0.5")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (disk / "home" / "landing" / "flights").iterdir()) == [f"{DAYS[0]}.csv"]
+    assert sorted(p.name for p in (disk / "home" / "landing" / "flights" / "flights").iterdir()) == [f"{DAYS[0]}.csv"]
 
 
 def step_failures(result) -> list[tuple[str, str, str]]:
@@ -126,7 +127,8 @@ def counts(path: Path, day: str) -> dict[str, tuple[int, int]]:
 
     con = duckdb.connect(str(path))  # read-write: replays whatever the failed write left in the WAL
     try:
-        return {table: con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table} WHERE partition_date = ?",
+        return {table: con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM flights.{table} "
+                                   "WHERE partition_date = ?",
                                    [day]).fetchone() for table, key in KEYS.items()}
     finally:
         con.close()
@@ -145,7 +147,7 @@ def test_a_write_that_fills_the_disk_leaves_the_old_partition_and_the_rerun_succ
     day = DAYS[0]
     assert run_day(defs, instance, day).success
     old = counts(warehouse, day)
-    flights = mlsys_home / "landing" / "flights" / f"{day}.csv"
+    flights = file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS_SYSTEM.source("flights"), day)
     lines = flights.read_text().splitlines(keepends=True)
     flights.write_text("".join(lines[:301]))  # the day redelivered with 300 flights
 
@@ -162,7 +164,7 @@ def test_a_write_that_fills_the_disk_leaves_the_old_partition_and_the_rerun_succ
     new = counts(warehouse, day)
     assert new["raw_flights"] == (300, 300)
     assert new["validated_flights"][0] + new["quarantined_flights"][0] == 300
-    assert new["flight_features"] == new["batch_predictions"] == new["validated_flights"]
+    assert new["features"] == new["batch_predictions"] == new["validated_flights"]
 
 
 def test_storage_problems_are_recognised_in_the_libraries_own_errors(mount_disk) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,17 +10,35 @@ import pytest
 from dagster import AssetKey
 
 from mlsys_assets.core.evaluation import GatePolicy, promotion_decision
-from mlsys_tests.conftest import DAYS, query, run_day
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
 
-SMALL = {"window_days": 2, "holdout_days": 1, "max_iter": 40, "slice_min_rows": 100, "absolute_floor": 0.5}
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# A small training: the settings (read when the definitions are built) and the model's parameters (declaration code)
+SMALL = {"MLSYS_FLIGHTS_WINDOW": "2", "MLSYS_FLIGHTS_HOLDOUT": "1", "MLSYS_FLIGHTS_SLICE_MIN_ROWS": "100",
+         "MLSYS_FLIGHTS_FLOOR": "0.5"}
+SMALL_PARAMS = {"max_iter": 40}
 
 
-def retrain(defs, instance, **overrides):
-    config = {**SMALL, **overrides}
-    return defs.resolve_job_def("retraining").execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"resources": {"training": {"config": config}},
-                    "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+def flights_key(name: str) -> AssetKey:
+    return AssetKey(["flights", name])
+
+
+def build_defs_with(settings: dict[str, str], **params: object):
+    """`build_defs()` with these MLSYS_FLIGHTS_* settings and model parameters (MLSYS_FLIGHTS_PARAMS) in the
+    environment; the environment is restored afterwards."""
+    from mlsys_assets import definitions
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        patch.setenv("MLSYS_FLIGHTS_PARAMS", json.dumps(params))
+        return definitions.build_defs()
+
+
+def retrain(instance, settings: dict[str, str] | None = None, **params: object):
+    defs = build_defs_with({**SMALL, **(settings or {})}, **{**SMALL_PARAMS, **params})
+    return defs.resolve_job_def("flights_retraining").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET)
 
 
 def history(home: Path) -> pd.DataFrame:
@@ -38,7 +57,7 @@ def two_days(defs, instance, mlsys_home: Path) -> Path:
 def registry(home: Path):
     from mlsys_assets.resources import MlflowStore
 
-    found = MlflowStore.from_env().registry()
+    found = MlflowStore.from_env().registry(FLIGHTS_SYSTEM)
     found.activate()
     return found
 
@@ -48,13 +67,13 @@ def test_train_register_promote_then_identical_retrain_is_rejected(defs, instanc
     predictions = query(two_days, "SELECT DISTINCT model_version, is_fallback FROM batch_predictions")
     assert predictions == [("baseline", True)]  # no champion yet: the baseline scored the days
 
-    first = retrain(defs, instance)
+    first = retrain(instance)
     assert first.success
     reg = registry(two_days)
     assert reg.alias_version("champion") == "1"
     assert history(two_days)[["action", "candidate", "after"]].values.tolist() == [["promote", "1", "1"]]
 
-    materialization = instance.get_latest_materialization_event(AssetKey("candidate_model")).asset_materialization
+    materialization = instance.get_latest_materialization_event(flights_key("candidate_model")).asset_materialization
     run_id = materialization.metadata["mlflow_run_id"].value
     run = reg.client.get_run(run_id)
     assert run.data.tags["dagster.run_id"] == first.run_id
@@ -64,10 +83,10 @@ def test_train_register_promote_then_identical_retrain_is_rejected(defs, instanc
     assert set(digests) == {"training_set.train", "training_set.holdout"} and all(digests.values())
     assert reg.client.get_model_version("flight_delay", "1").run_id == run_id
 
-    second = retrain(defs, instance)
+    second = retrain(instance)
     assert not second.success  # the blocking gate check stops the run before champion_model
     planned = {e.step_key for e in second.all_events if e.event_type_value == "STEP_SUCCESS"}
-    assert "champion_model" not in planned
+    assert "flights__champion_model" not in planned
     assert reg.alias_version("champion") == "1"
     assert reg.alias_version("challenger") == "2"
     last = history(two_days).iloc[-1]
@@ -92,22 +111,23 @@ def test_train_register_promote_then_identical_retrain_is_rejected(defs, instanc
 
 @pytest.mark.slow
 def test_a_better_candidate_is_promoted_and_rollback_restores_the_previous(defs, instance, two_days: Path) -> None:
-    assert retrain(defs, instance, max_iter=1, learning_rate=0.01).success
-    assert retrain(defs, instance, max_iter=60, slice_tolerance=1.0).success
+    assert retrain(instance, max_iter=1, learning_rate=0.01).success
+    assert retrain(instance, {"MLSYS_FLIGHTS_TOLERANCE": "1.0"}, max_iter=60).success
     reg = registry(two_days)
     assert reg.alias_version("champion") == "2"
     assert history(two_days)["action"].tolist() == ["promote", "promote"]
 
-    result = defs.resolve_job_def("rollback_champion").execute_in_process(
-        instance=instance, run_config={"ops": {"rollback_champion_op": {"config": {"reason": "bad live AUC"}}}})
+    result = defs.resolve_job_def("flights_rollback_champion").execute_in_process(
+        instance=instance, run_config={"ops": {"flights_rollback_champion_op": {"config": {"reason": "bad live AUC"}}}})
     assert result.success
     assert reg.alias_version("champion") == "1"
     last = history(two_days).iloc[-1]
     assert (last["action"], last["previous"], last["after"], last["reason"]) == ("rollback", "2", "1", "bad live AUC")
-    champion = instance.get_latest_materialization_event(AssetKey("champion_model")).asset_materialization
+    champion = instance.get_latest_materialization_event(flights_key("champion_model")).asset_materialization
     assert champion.metadata["champion_version"].value == "1"
 
-    again = defs.resolve_job_def("rollback_champion").execute_in_process(instance=instance, raise_on_error=False)
+    again = defs.resolve_job_def("flights_rollback_champion").execute_in_process(
+        instance=instance, raise_on_error=False)
     assert not again.success  # version 1 was the first champion: nothing before it
     assert reg.alias_version("champion") == "1"
 
@@ -135,18 +155,18 @@ def test_gate_refuses_a_regressing_slice_with_enough_rows() -> None:
 @pytest.mark.slow
 def test_a_challenger_is_promoted_on_live_evidence_once_enough_labelled_days_show_it_wins(
         defs, instance, two_days: Path) -> None:
-    assert retrain(defs, instance, max_iter=1, learning_rate=0.01).success  # a weak champion, version 1
-    assert not retrain(defs, instance, max_iter=60, min_improvement=1.0).success  # refused by the gate: challenger
+    assert retrain(instance, max_iter=1, learning_rate=0.01).success  # a weak champion, version 1
+    # refused by the gate: the challenger
+    assert not retrain(instance, {"MLSYS_FLIGHTS_MIN_IMPROVEMENT": "1.0"}, max_iter=60).success
     reg = registry(two_days)
     assert (reg.alias_version("champion"), reg.alias_version("challenger")) == ("1", "2")
     for day in DAYS:  # rescored: the champion answers, the challenger is scored in shadow
         assert run_day(defs, instance, day).success
 
     def review(**config):
-        return defs.resolve_job_def("review_challenger").execute_in_process(
+        return defs.resolve_job_def("flights_review_challenger").execute_in_process(
             instance=instance, raise_on_error=False,
-            run_config={"ops": {"review_challenger_op": {"config": config}},
-                        "loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+            run_config={"ops": {"flights_review_challenger_op": {"config": config}}, **QUIET})
 
     assert review(min_days=2).success  # only DAYS[0] is labelled (DAYS[1]'s labels land with the next day)
     kept = history(two_days).iloc[-1]
@@ -161,7 +181,7 @@ def test_a_challenger_is_promoted_on_live_evidence_once_enough_labelled_days_sho
                              "WHERE action = 'promote_live'")[0]
     assert values[0] > values[1] + 0.002
     assert (reg.alias_version("champion"), reg.alias_version("challenger")) == ("2", None)
-    champion = instance.get_latest_materialization_event(AssetKey("champion_model")).asset_materialization
+    champion = instance.get_latest_materialization_event(flights_key("champion_model")).asset_materialization
     assert champion.metadata["champion_version"].value == "2"
     assert not review(min_days=1).success  # no challenger left to review
 

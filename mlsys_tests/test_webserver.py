@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mlsys_assets.core.sources import FLIGHTS
-from mlsys_tests.conftest import DAYS, query
+from mlsys_assets.core.sources import file_for
+from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -31,14 +31,16 @@ LOCATION, REPOSITORY = "mlsys", "__repository__"
 STARTUP_TIMEOUT = 90
 RUN_TIMEOUT = 120
 
-# raw data to monitoring, as (upstream, downstream)
-EXPECTED_EDGES = {
-    ("raw_flights", "validated_flights"), ("validated_flights", "flight_features"),
-    ("flight_features", "batch_predictions"), ("batch_predictions", "prediction_drift"),
-    ("flight_features", "feature_drift"), ("flight_features", "training_set"), ("training_set", "candidate_model"),
+SYSTEM = FLIGHTS_SYSTEM.name
+LANDING_SENSOR = f"{SYSTEM}_landing_files_sensor"
+# raw data to monitoring, as (upstream, downstream); asset keys are [system, name], "flights/name" once joined
+EXPECTED_EDGES = {(f"{SYSTEM}/{upstream}", f"{SYSTEM}/{downstream}") for upstream, downstream in (
+    ("raw_flights", "validated_flights"), ("validated_flights", "features"),
+    ("features", "batch_predictions"), ("batch_predictions", "prediction_drift"),
+    ("features", "feature_drift"), ("features", "training_set"), ("training_set", "candidate_model"),
     ("candidate_model", "model_evaluation"), ("model_evaluation", "champion_model"),
     ("champion_model", "drift_reference"), ("drift_reference", "feature_drift"),
-}
+)}
 
 # no proxy from the environment may stand between the test and 127.0.0.1
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -124,19 +126,21 @@ def materialized_day(defs, instance, mlsys_home: Path, tmp_path: Path) -> dict[s
     from mlsys_assets.replay import InProcessDaemon
 
     held = tmp_path / "held"
-    for source in ("flights", "weather"):
+    landed = {source.name: file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, source, DAYS[1])
+              for source in FLIGHTS_SYSTEM.sources}
+    for source, path in landed.items():
         (held / source).mkdir(parents=True)
-        (mlsys_home / "landing" / source / f"{DAYS[1]}.csv").rename(held / source / f"{DAYS[1]}.csv")
+        path.rename(held / source / path.name)
     daemon = InProcessDaemon(defs, instance)
     daemon.start()
-    landing = daemon.tick("landing_files_sensor")
+    landing = daemon.tick(LANDING_SENSOR)
     automation = daemon.settle()
-    for source in ("flights", "weather"):
-        (held / source / f"{DAYS[1]}.csv").rename(mlsys_home / "landing" / source / f"{DAYS[1]}.csv")
+    for source, path in landed.items():
+        (held / source / path.name).rename(path)
     assert [run.success for run in landing] == [True] and automation and all(run.success for run in automation)
-    chain = [run for run in automation if "validated_flights" in run.assets]
+    chain = [run for run in automation if f"{SYSTEM}/validated_flights" in run.assets]
     assert len(chain) == 1
-    return {"landing_files_sensor": landing[0].run_id, "automation_sensor": chain[0].run_id}
+    return {LANDING_SENSOR: landing[0].run_id, "automation_sensor": chain[0].run_id}
 
 
 def assert_replayed_ticks_visible(server: Server, runs: dict[str, str]) -> None:
@@ -151,7 +155,7 @@ def assert_replayed_ticks_visible(server: Server, runs: dict[str, str]) -> None:
         assert any(t["status"] == "SUCCESS" and run_id in t["runIds"] for t in ticks), (name, ticks)
         cursor = sensor["sensorState"]["typeSpecificData"]["lastCursor"]
         assert cursor, name
-        if name == "landing_files_sensor":  # the daemon would continue from here: DAYS[0] seen, DAYS[1] not
+        if name == LANDING_SENSOR:  # the daemon would continue from here: DAYS[0] seen, DAYS[1] not
             assert f"{DAYS[0]}.csv" in cursor and f"{DAYS[1]}.csv" not in cursor
     run = server.graphql("""query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }""",
                          {"id": runs["automation_sensor"]})["runOrError"]
@@ -185,7 +189,7 @@ def assert_history_visible(server: Server, run_id: str) -> None:
         assetOrError(assetKey: $key) { __typename ... on Asset { assetMaterializations(limit: 5) { partition runId } } }
         assetCheckExecutions(assetKey: $key, checkName: $check, limit: 5) {
             runId partition status evaluation { success } } }""",
-                          {"key": {"path": ["validated_flights"]}, "check": "no_rows_lost"})
+                          {"key": {"path": [SYSTEM, "validated_flights"]}, "check": "no_rows_lost"})
     assert data["assetOrError"]["__typename"] == "Asset"
     assert data["assetOrError"]["assetMaterializations"] == [{"partition": DAYS[0], "runId": run_id}]
     assert data["assetCheckExecutions"] == [
@@ -199,7 +203,7 @@ def stop_all_sensors(server: Server) -> None:
         __typename ... on Sensors { results { id name sensorState { status } } } } }"""
     repo = {"repo": {"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION}}
     sensors = server.graphql(document, repo)["sensorsOrError"]["results"]
-    assert {"landing_files_sensor", "automation_sensor"} <= {s["name"] for s in sensors}
+    assert {LANDING_SENSOR, "automation_sensor"} <= {s["name"] for s in sensors}
     for sensor in sensors:
         if sensor["sensorState"]["status"] == "RUNNING":
             stopped = server.graphql("""mutation($id: String!) { stopSensor(id: $id) { __typename
@@ -211,11 +215,11 @@ def stop_all_sensors(server: Server) -> None:
     assert set(states.values()) == {"STOPPED"}, states
 
 
-def launch_asset_run(server: Server, asset: str, partition: str) -> str:
+def launch_asset_run(server: Server, asset: list[str], partition: str) -> str:
     launched = server.graphql("""mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
         __typename ... on LaunchRunSuccess { run { runId status } } ... on Error { message } } }""", {"params": {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": "__ASSET_JOB",
-                     "assetSelection": [{"path": [asset]}]},
+                     "assetSelection": [{"path": asset}]},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
     }})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -261,7 +265,7 @@ def test_webserver_shows_graph_and_history_and_materializes_on_demand(
     # sensors are stopped through the API first so that nothing but the run under test is launched.
     stop_all_sensors(server)
     day = DAYS[1]  # not materialized yet: its materialization can only come from the launched run
-    run_id = launch_asset_run(server, "raw_flights", day)
+    run_id = launch_asset_run(server, [SYSTEM, "raw_flights"], day)
     daemon_log = tmp_path / "daemon.log"
     daemon = start([str(BIN / "dagster-daemon"), "run", "-w", str(WORKSPACE)], daemon_log)
     try:
@@ -269,8 +273,10 @@ def test_webserver_shows_graph_and_history_and_materializes_on_demand(
     finally:
         stop(daemon)
 
-    data = server.graphql("""{ assetOrError(assetKey: {path: ["raw_flights"]}) {
-        ... on Asset { assetMaterializations(limit: 5) { partition runId } } } }""")
+    data = server.graphql("""query($key: AssetKeyInput!) { assetOrError(assetKey: $key) {
+        ... on Asset { assetMaterializations(limit: 5) { partition runId } } } }""",
+                          {"key": {"path": [SYSTEM, "raw_flights"]}})
     assert {"partition": day, "runId": run_id} in data["assetOrError"]["assetMaterializations"]
-    landed = len(FLIGHTS.file_for(mlsys_home / "landing", day).read_text().splitlines()) - 1
+    landed_file = file_for(mlsys_home / "landing", FLIGHTS_SYSTEM, FLIGHTS_SYSTEM.source("flights"), day)
+    landed = len(landed_file.read_text().splitlines()) - 1
     assert query(mlsys_home, "SELECT count(*) FROM raw_flights WHERE partition_date = ?", [day])[0][0] == landed

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlsys_assets.settings import home_path
-
 ALERT_COLUMNS = ("raised_at", "kind", "severity", "subject", "message", "where_to_look", "run_id")
 
 
 def alerts_dir() -> Path:
+    from mlsys_assets.settings import home_path  # settings imports dagster; only the path is needed here
+
     return Path(home_path("MLSYS_ALERTS_DIR", "alerts"))
 
 

@@ -6,15 +6,37 @@ numbers before promotion and after.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-SLICE_COLUMNS: tuple[str, ...] = ("carrier", "origin", "dep_hour_band")
-HIGHER_IS_BETTER = {"roc_auc": True, "average_precision": True, "log_loss": False, "brier": False,
-                    "precision": True, "recall": True}
+from mlsys_assets.declaration import METRICS
+
+if TYPE_CHECKING:
+    from mlsys_assets.declaration import System
+
+HIGHER_IS_BETTER = {name: higher for metrics in METRICS.values() for name, higher in metrics.items()}
+
+
+def regression_metrics(y: np.ndarray, v: np.ndarray) -> dict[str, float]:
+    """Mean absolute error, root mean squared error and R² of predicted values."""
+    y, v = np.asarray(y, dtype=float), np.asarray(v, dtype=float)
+    out: dict[str, float] = {"rows": float(len(y)), "mean_label": float(y.mean()) if len(y) else float("nan")}
+    error = v - y
+    out["mae"] = float(np.abs(error).mean()) if len(y) else float("nan")
+    out["rmse"] = float(np.sqrt((error ** 2).mean())) if len(y) else float("nan")
+    variance = float(((y - y.mean()) ** 2).sum()) if len(y) else 0.0
+    out["r2"] = float(1 - (error ** 2).sum() / variance) if variance > 0 else float("nan")
+    return out
+
+
+def metrics(system: System, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    """The task's metrics: classification at the declared threshold, or regression."""
+    if system.prediction.task == "binary":
+        return classification_metrics(y, s, system.prediction.threshold)
+    return regression_metrics(y, s)
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
@@ -52,17 +74,16 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFr
     return table[["bin_low", "bin_high", "rows", "mean_predicted", "observed_rate"]]
 
 
-def slice_metrics(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, threshold: float,
-                  slices: Sequence[str] = SLICE_COLUMNS) -> pd.DataFrame:
-    """The same metrics per value of each slice column: one row per (slice, value)."""
+def slice_metrics(system: System, frame: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
+    """The same metrics per value of each of the gate's slice columns: one row per (slice, value)."""
     rows = []
-    for column in slices:
+    for column in system.gate.slices:
         values = frame[column].astype(str).to_numpy()
         for value in sorted(set(values)):
             mask = values == value
             rows.append({"slice": column, "value": value,
-                         **classification_metrics(np.asarray(y)[mask], np.asarray(p)[mask], threshold)})
-    return pd.DataFrame(rows)
+                         **metrics(system, np.asarray(y)[mask], np.asarray(p)[mask])})
+    return pd.DataFrame(rows, columns=["slice", "value", "rows"]) if not rows else pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,12 @@ class GatePolicy:
     slice_tolerance: float = 0.05
     slice_min_rows: int = 500
     absolute_floor: float = 0.6
+
+    @classmethod
+    def of(cls, system: System) -> GatePolicy:
+        gate = system.gate
+        return cls(primary_metric=gate.metric, min_improvement=gate.min_improvement, slice_tolerance=gate.tolerance,
+                   slice_min_rows=gate.slice_min_rows, absolute_floor=gate.floor)
 
 
 @dataclass

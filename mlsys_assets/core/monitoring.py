@@ -28,7 +28,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -45,21 +45,31 @@ from mlsys_assets.core.drift import (
     reference_from_dict,
     score_drift,
 )
-from mlsys_assets.core.features import LABEL, WEATHER_FEATURES
-from mlsys_assets.core.warehouse import PARTITION_COLUMN, read_frame, table_exists, transaction
+from mlsys_assets.core.warehouse import (
+    HOURLY_KEY,
+    PARTITION_COLUMN,
+    in_partitions,
+    partition_key,
+    read_frame,
+    table_exists,
+    transaction,
+)
+from mlsys_assets.declaration import System
+
+# Inside monitoring, a system's id and label columns are read as these two names (see `scored_predictions`).
+ENTITY, LABEL = "entity_id", "label"
 
 REFERENCES, FEATURE_DRIFT, PREDICTION_DRIFT = "drift_references", "feature_drift", "prediction_drift"
 LIVE_PERFORMANCE, SERVED_PREDICTIONS, BATCH_PREDICTIONS = "live_performance", "served_predictions", "batch_predictions"
 NO_CHAMPION = "none"
 SCORE_KIND, METRICS_KIND = "score", "holdout_metrics"
-CALENDAR_FEATURES: tuple[str, ...] = ("month", "day_of_week", "day_of_year", "is_weekend")
 DRIFT_COLUMNS: tuple[str, ...] = ("model_version", "column", "test", "value", "threshold", "drifted")
-METRIC_COLUMNS: tuple[str, ...] = ("roc_auc", "average_precision", "log_loss", "brier", "precision", "recall")
+METRIC_COLUMNS: tuple[str, ...] = ("roc_auc", "average_precision", "log_loss", "brier", "precision", "recall",
+                                   "mae", "rmse", "r2")  # a task fills its own, the others stay empty
 PERFORMANCE_COLUMNS: tuple[str, ...] = (
     "source", "model_version", "role", "window", "days", "rows", "positive_rate", *METRIC_COLUMNS,
-    "tp", "fp", "fn", "tn", "expected_cost", "cost_per_flight")
-SCORED_COLUMNS: tuple[str, ...] = (PARTITION_COLUMN, "flight_id", "probability", "model_version", "role", "source")
-IN_DAYS = f"{PARTITION_COLUMN} IN (SELECT CAST(unnest(?) AS DATE))"  # one parameter: the list of days
+    "tp", "fp", "fn", "tn", "expected_cost", "cost_per_prediction")
+SCORED_COLUMNS: tuple[str, ...] = (PARTITION_COLUMN, ENTITY, "probability", "model_version", "role", "source")
 
 REFERENCES_DDL = f"""
 CREATE TABLE IF NOT EXISTS {REFERENCES} (
@@ -149,33 +159,33 @@ def load_reference(con: duckdb.DuckDBPyConnection, model_version: str | None = N
     return stored
 
 
-def build_stored_reference(training_set: pd.DataFrame, model_version: str, model: object | None = None,
-                           threshold: float = 0.35) -> StoredReference:
+def build_stored_reference(system: System, training_set: pd.DataFrame, model_version: str,
+                           model: object | None = None) -> StoredReference:
     """Feature references from the train split; with a model, its holdout scores' reference and holdout metrics."""
     from mlsys_assets.core.drift import build_reference, build_score_reference
-    from mlsys_assets.core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
     from mlsys_assets.core.training import dataset_digest
 
     train = training_set[training_set["split"] == "train"]
     holdout = training_set[training_set["split"] == "holdout"]
     stored = StoredReference(model_version=model_version,
-                             features=build_reference(train, NUMERIC_FEATURES, CATEGORICAL_FEATURES),
+                             features=build_reference(train, system.features.numeric, system.features.categorical),
                              train_rows=len(train), holdout_rows=len(holdout),
-                             training_digest=dataset_digest(training_set))
+                             training_digest=dataset_digest(training_set, system.features.id_column))
     if model is not None and len(holdout):
-        from mlsys_assets.core.evaluation import classification_metrics
-        from mlsys_assets.core.model import delay_probability
+        from mlsys_assets.core.evaluation import metrics
+        from mlsys_assets.core.model import scores
 
-        scores = delay_probability(model, holdout)
-        stored.score = build_score_reference(scores)
-        stored.holdout_metrics = classification_metrics(holdout[LABEL].to_numpy(dtype=int), scores, threshold)
+        scored = scores(system, model, holdout)
+        stored.score = build_score_reference(scored)
+        stored.holdout_metrics = metrics(system, holdout[system.prediction.label].to_numpy(), scored)
     return stored
 
 
-def holdout_auc(stored: StoredReference | None) -> float | None:
+def holdout_auc(stored: StoredReference | None, metric: str = "roc_auc") -> float | None:
+    """The champion's holdout value of a metric (the gate's), None when unknown."""
     if stored is None or not stored.holdout_metrics:
         return None
-    value = stored.holdout_metrics.get("roc_auc", float("nan"))
+    value = stored.holdout_metrics.get(metric, float("nan"))
     return value if math.isfinite(value) else None
 
 
@@ -186,10 +196,17 @@ class DriftPolicy:
     """Which columns take part in a day's verdict, and how: see the module docstring for the measurements."""
 
     thresholds: DriftThresholds = DEFAULT_THRESHOLDS
-    ignored: tuple[str, ...] = CALENDAR_FEATURES
-    day_level: tuple[str, ...] = WEATHER_FEATURES
+    ignored: tuple[str, ...] = ()
+    day_level: tuple[str, ...] = ()
     day_level_wasserstein: float = 3.0
     day_level_missing_rate: float = 0.9
+
+    @classmethod
+    def of(cls, system: System) -> DriftPolicy:
+        m = system.monitoring
+        return cls(thresholds=replace(DEFAULT_THRESHOLDS, drifted_share=m.drifted_share), ignored=m.ignore,
+                   day_level=m.day_level, day_level_wasserstein=m.day_level_wasserstein,
+                   day_level_missing_rate=m.day_level_missing_rate)
 
     def day_level_thresholds(self) -> DriftThresholds:
         """Only a large Wasserstein shift, or a column that all but vanished, flags a day-level column (inf switches
@@ -254,22 +271,25 @@ def drift_summary(table: pd.DataFrame, thresholds: DriftThresholds = DEFAULT_THR
 # --- live performance ---------------------------------------------------------------------------------------------
 
 def day_string(value: object) -> str:
-    """A partition date from DuckDB (date, Timestamp or str) as `YYYY-MM-DD`."""
-    return pd.Timestamp(value).strftime("%Y-%m-%d")
+    """A partition value from DuckDB (a date, a timestamp for hourly partitions, or a key) as its partition key."""
+    return partition_key(value)
 
 
-def shift_day(day: str, days: int) -> str:
-    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+def shift_day(day: str, days: int, grain: str | None = None) -> str:
+    """The partition key `days` partitions later (hourly keys shift by hours; pass the grain for weekly ones)."""
+    from mlsys_assets.core.partitioning import shift
+
+    return shift(grain or ("hourly" if HOURLY_KEY.match(day) else "daily"), day, days)
 
 
-def label_day(day: str, delay_days: int) -> str:
-    """The feature day whose arrival means the labels of `day` are in (labels arrive `delay_days` late)."""
-    return shift_day(day, delay_days)
+def label_day(day: str, delay_days: int, grain: str | None = None) -> str:
+    """The feature partition whose arrival means the labels of `day` are in (labels arrive `delay_days` late)."""
+    return shift_day(day, delay_days, grain)
 
 
-def window_days(day: str, days: int) -> list[str]:
-    """The `days` days ending with `day`, oldest first."""
-    return [shift_day(day, -back) for back in range(max(days, 1) - 1, -1, -1)]
+def window_days(day: str, days: int, grain: str | None = None) -> list[str]:
+    """The `days` partitions ending with `day`, oldest first."""
+    return [shift_day(day, -back, grain) for back in range(max(days, 1) - 1, -1, -1)]
 
 
 def confusion_counts(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, int]:
@@ -289,9 +309,17 @@ def expected_cost(counts: dict[str, int], cost_missed_delay: float, cost_false_a
 class CostPolicy:
     """The decision threshold the confusion counts use and the price of each kind of mistake."""
 
-    threshold: float = 0.35
-    cost_missed_delay: float = 50.0
-    cost_false_alarm: float = 10.0
+    threshold: float = 0.5
+    cost_missed_delay: float = 1.0
+    cost_false_alarm: float = 1.0
+    task: str = "binary"
+    cost_per_unit: float = 1.0
+
+    @classmethod
+    def of(cls, system: System) -> CostPolicy:
+        m = system.monitoring
+        return cls(threshold=system.prediction.threshold, cost_missed_delay=m.cost_missed,
+                   cost_false_alarm=m.cost_false_alarm, task=system.prediction.task, cost_per_unit=m.cost_per_unit)
 
 
 def empty_performance_table() -> pd.DataFrame:
@@ -302,33 +330,39 @@ def empty_performance_table() -> pd.DataFrame:
 
 
 def performance_rows(scored: pd.DataFrame, window: str, costs: CostPolicy) -> pd.DataFrame:
-    """`classification_metrics`, confusion counts and expected cost per (source, model version, role) of labelled
-    predictions: the same numbers the promotion gate used, now on live data."""
-    from mlsys_assets.core.evaluation import classification_metrics
+    """The gate's metrics, confusion counts (classification) and expected cost per (source, model version, role) of
+    labelled predictions: the same numbers the promotion gate used, now on live data. For regression the cost is
+    `cost_per_unit` per unit of absolute error."""
+    from mlsys_assets.core.evaluation import classification_metrics, regression_metrics
 
     rows = []
     for (source, version, role), part in scored.groupby(["source", "model_version", "role"], sort=True):
-        y, p = part[LABEL].to_numpy(dtype=int), part["probability"].to_numpy(dtype=float)
-        metrics = classification_metrics(y, p, costs.threshold)
-        counts = confusion_counts(y, p, costs.threshold)
-        cost = expected_cost(counts, costs.cost_missed_delay, costs.cost_false_alarm)
+        y, p = part[LABEL].to_numpy(dtype=float), part["probability"].to_numpy(dtype=float)
+        if costs.task == "binary":
+            metrics = classification_metrics(y, p, costs.threshold)
+            counts = confusion_counts(y, p, costs.threshold)
+            cost = expected_cost(counts, costs.cost_missed_delay, costs.cost_false_alarm)
+        else:
+            metrics = regression_metrics(y, p)
+            counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
+            cost = float(np.abs(p - y).sum()) * costs.cost_per_unit
         rows.append({"source": source, "model_version": version, "role": role, "window": window,
                      "days": int(part[PARTITION_COLUMN].nunique()), **metrics, "rows": len(part), **counts,
-                     "expected_cost": cost, "cost_per_flight": cost / len(part)})
+                     "expected_cost": cost, "cost_per_prediction": cost / len(part)})
     if not rows:
         return empty_performance_table()
-    return pd.DataFrame(rows)[list(PERFORMANCE_COLUMNS)]
+    return pd.DataFrame(rows).reindex(columns=list(PERFORMANCE_COLUMNS))
 
 
 def labelled(predictions: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """Predictions joined to the labels of their flights; flights without a label (or without a prediction) drop."""
-    known = labels.loc[labels[LABEL].notna(), ["flight_id", LABEL]].drop_duplicates("flight_id")
-    joined = predictions.merge(known, on="flight_id", how="inner", validate="many_to_one")
-    return joined.assign(**{LABEL: joined[LABEL].astype(int)})
+    known = labels.loc[labels[LABEL].notna(), [ENTITY, LABEL]].drop_duplicates(ENTITY)
+    joined = predictions.merge(known, on=ENTITY, how="inner", validate="many_to_one")
+    return joined.assign(**{LABEL: joined[LABEL].astype(float)})
 
 
 def live_performance_table(predictions: pd.DataFrame, labels: pd.DataFrame, day: str, ready_days: Sequence[str],
-                           rolling_days: int, costs: CostPolicy) -> pd.DataFrame:
+                           rolling_days: int, costs: CostPolicy, grain: str | None = None) -> pd.DataFrame:
     """The day's rows and the rolling window's rows, or no rows at all while the day's labels are not in.
 
     `predictions` hold `SCORED_COLUMNS` for the window's days, `labels` the flights' `is_delayed`, and
@@ -338,7 +372,7 @@ def live_performance_table(predictions: pd.DataFrame, labels: pd.DataFrame, day:
         return empty_performance_table()
     scored = labelled(predictions.assign(**{PARTITION_COLUMN: predictions[PARTITION_COLUMN].map(day_string)}),
                       labels)
-    in_window = set(window_days(day, rolling_days)) & set(ready_days)
+    in_window = set(window_days(day, rolling_days, grain)) & set(ready_days)
     today = scored[scored[PARTITION_COLUMN] == day]
     models = ["source", "model_version", "role"]
     recent = scored[scored[PARTITION_COLUMN].isin(in_window)].merge(today[models].drop_duplicates(), on=models)
@@ -351,20 +385,22 @@ def rolling_window(rolling_days: int) -> str:
     return f"rolling_{rolling_days}d"
 
 
-def scored_predictions(con: duckdb.DuckDBPyConnection, days: Sequence[str]) -> pd.DataFrame:
+def scored_predictions(system: System, con: duckdb.DuckDBPyConnection, days: Sequence[str]) -> pd.DataFrame:
     """Every prediction made for the days' flights: batch rows (every role and version) and, if the online server
-    has written any, served rows (averaged per flight, version and role: repeated requests score the same flight)."""
-    days, parts = list(days), []
+    has written any, served rows (averaged per row, version and role: repeated requests score the same row)."""
+    days, parts, key = list(days), [], system.features.id_column
+    (in_days, params), (in_features, _) = in_partitions(days), in_partitions(days, f"f.{PARTITION_COLUMN}")
     if table_exists(con, BATCH_PREDICTIONS):
-        parts.append(read_frame(con, f"SELECT {PARTITION_COLUMN}, flight_id, probability, "
+        parts.append(read_frame(con, f"SELECT {PARTITION_COLUMN}, \"{key}\" AS {ENTITY}, "
+                                     f"\"{system.score_column}\" AS probability, "
                                      f"CAST(model_version AS VARCHAR) AS model_version, role, 'batch' AS source "
-                                     f"FROM {BATCH_PREDICTIONS} WHERE {IN_DAYS}", [days]))
-    if table_exists(con, SERVED_PREDICTIONS) and table_exists(con, "flight_features"):
+                                     f"FROM {BATCH_PREDICTIONS} WHERE {in_days}", params))
+    if table_exists(con, SERVED_PREDICTIONS) and table_exists(con, "features"):
         parts.append(read_frame(
-            con, f"SELECT f.{PARTITION_COLUMN}, s.flight_id, avg(s.probability) AS probability, "
+            con, f"SELECT f.{PARTITION_COLUMN}, s.\"{key}\" AS {ENTITY}, avg(s.probability) AS probability, "
                  f"CAST(s.model_version AS VARCHAR) AS model_version, CAST(s.role AS VARCHAR) AS role, "
-                 f"'served' AS source FROM {SERVED_PREDICTIONS} s JOIN flight_features f USING (flight_id) "
-                 f"WHERE f.{IN_DAYS} GROUP BY ALL", [days]))
+                 f"'served' AS source FROM {SERVED_PREDICTIONS} s JOIN features f USING (\"{key}\") "
+                 f"WHERE {in_features} GROUP BY ALL", params))
     parts = [part for part in parts if len(part)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=float if c == "probability" else object) for c in SCORED_COLUMNS})
@@ -378,18 +414,22 @@ class PerformanceVerdict:
     reason: str
 
 
-def performance_verdict(auc: float | None, reference_auc: float | None, floor: float,
-                        max_drop: float) -> PerformanceVerdict:
-    """Below the absolute floor is an error; more than `max_drop` below the champion's own holdout AUC a warning."""
+def performance_verdict(auc: float | None, reference_auc: float | None, floor: float, max_drop: float,
+                        metric: str = "roc_auc", higher_is_better: bool = True) -> PerformanceVerdict:
+    """Worse than the floor is an error; worse than the champion's own holdout value by more than `max_drop` a
+    warning ("worse" follows the metric's direction: lower ROC AUC, higher MAE)."""
+    name = "ROC AUC" if metric == "roc_auc" else metric
+    sign = 1.0 if higher_is_better else -1.0
     if auc is None or not math.isfinite(auc):
-        return PerformanceVerdict(True, None, "ROC AUC undefined (no labelled champion rows, or one class only)")
-    if auc < floor:
-        return PerformanceVerdict(False, "ERROR", f"live ROC AUC {auc:.4f} is below the floor {floor:.4f}")
-    if reference_auc is not None and auc < reference_auc - max_drop:
-        return PerformanceVerdict(False, "WARN", f"live ROC AUC {auc:.4f} is more than {max_drop:.4f} below the "
-                                                 f"holdout ROC AUC {reference_auc:.4f}")
+        return PerformanceVerdict(True, None, f"{name} undefined (no labelled champion rows, or one class only)")
+    if sign * (auc - floor) < 0:
+        return PerformanceVerdict(False, "ERROR", f"live {name} {auc:.4f} is {'below' if sign > 0 else 'above'} "
+                                                  f"the floor {floor:.4f}")
+    if reference_auc is not None and sign * (reference_auc - auc) > max_drop:
+        return PerformanceVerdict(False, "WARN", f"live {name} {auc:.4f} is more than {max_drop:.4f} worse than the "
+                                                 f"holdout {name} {reference_auc:.4f}")
     bar = f" and within {max_drop:.4f} of the holdout {reference_auc:.4f}" if reference_auc is not None else ""
-    return PerformanceVerdict(True, None, f"live ROC AUC {auc:.4f} clears the floor {floor:.4f}{bar}")
+    return PerformanceVerdict(True, None, f"live {name} {auc:.4f} clears the floor {floor:.4f}{bar}")
 
 
 # --- report -------------------------------------------------------------------------------------------------------
@@ -431,9 +471,9 @@ def _table(con: duckdb.DuckDBPyConnection, table: str, sql: str | None = None) -
     return frame
 
 
-def _quarantine(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def _quarantine(con: duckdb.DuckDBPyConnection, sources: Sequence[str]) -> pd.DataFrame:
     parts = []
-    for source in ("flights", "weather"):
+    for source in sources:
         raw, quarantined = f"raw_{source}", f"quarantined_{source}"
         if not (table_exists(con, raw) and table_exists(con, quarantined)):
             continue
@@ -449,8 +489,7 @@ def _quarantine(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return frame.assign(quarantine_rate=frame["quarantined_rows"] / frame["raw_rows"].clip(lower=1))
 
 
-def load_report_data(con: duckdb.DuckDBPyConnection, drift_policy: DriftPolicy, min_live_roc_auc: float
-                     ) -> ReportData:
+def load_report_data(system: System, con: duckdb.DuckDBPyConnection) -> ReportData:
     """The monitoring tables, quarantine counts and model versions by day; missing tables read as empty."""
     versions = _table(con, BATCH_PREDICTIONS, f"SELECT {PARTITION_COLUMN}, role, CAST(model_version AS VARCHAR) "
                                               f"AS model_version, count(*) AS rows FROM {BATCH_PREDICTIONS} "
@@ -463,9 +502,10 @@ def load_report_data(con: duckdb.DuckDBPyConnection, drift_policy: DriftPolicy, 
         if value is not None:
             aucs[version] = value
     return ReportData(feature_drift=_table(con, FEATURE_DRIFT), prediction_drift=_table(con, PREDICTION_DRIFT),
-                      live_performance=_table(con, LIVE_PERFORMANCE), quarantine=_quarantine(con),
-                      versions=versions, holdout_auc=aucs, drift_policy=drift_policy,
-                      min_live_roc_auc=min_live_roc_auc)
+                      live_performance=_table(con, LIVE_PERFORMANCE),
+                      quarantine=_quarantine(con, [s.name for s in system.sources]),
+                      versions=versions, holdout_auc=aucs, drift_policy=DriftPolicy.of(system),
+                      min_live_roc_auc=system.monitoring.min_live)
 
 
 def key_figures(data: ReportData) -> dict[str, Any]:
@@ -604,31 +644,31 @@ def plot_live_auc(data: ReportData) -> bytes:
 
 
 def cost_by_version(perf: pd.DataFrame) -> pd.DataFrame:
-    """Expected cost summed over the days each (source, role, version) was scored, and per flight."""
-    columns = ["source", "role", "model_version", "days", "rows", "fn", "fp", "expected_cost", "cost_per_flight"]
+    """Expected cost summed over the days each (source, role, version) was scored, and per prediction."""
+    columns = ["source", "role", "model_version", "days", "rows", "fn", "fp", "expected_cost", "cost_per_prediction"]
     if perf.empty:
         return pd.DataFrame(columns=columns)
     daily = perf[perf["window"] == "day"]
     out = daily.groupby(["source", "role", "model_version"], as_index=False).agg(
         days=(PARTITION_COLUMN, "nunique"), rows=("rows", "sum"), fn=("fn", "sum"), fp=("fp", "sum"),
         expected_cost=("expected_cost", "sum"))
-    return out.assign(cost_per_flight=out["expected_cost"] / out["rows"].clip(lower=1))[columns]
+    return out.assign(cost_per_prediction=out["expected_cost"] / out["rows"].clip(lower=1))[columns]
 
 
 def plot_cost(data: ReportData) -> bytes:
-    title = "Expected cost of mistakes per flight, by model version (missed delays and false alarms)"
+    title = "Expected cost of mistakes per prediction, by model version (missed positives and false alarms)"
     fig, ax = _figure()
     cost = cost_by_version(data.live_performance)
     if cost.empty:
         _no_data(ax, title)
         return _png(fig)
     labels = [f"{r.role} {_version(r.model_version)}\n({r.source})" for r in cost.itertuples()]
-    bars = ax.bar(labels, cost["cost_per_flight"], color="tab:orange", width=0.5)
+    bars = ax.bar(labels, cost["cost_per_prediction"], color="tab:orange", width=0.5)
     ax.set_xlim(-0.75, max(len(labels), 3) - 0.25)
     for bar, row in zip(bars, cost.itertuples(), strict=True):
         ax.annotate(f"total {row.expected_cost:,.0f} over {row.days} day(s)", (bar.get_x() + bar.get_width() / 2,
                     bar.get_height()), ha="center", va="bottom", fontsize=9)
-    ax.set_ylabel("expected cost per flight")
+    ax.set_ylabel("expected cost per prediction")
     ax.set_title(title)
     ax.margins(y=0.2)
     return _png(fig)
@@ -675,15 +715,15 @@ def plot_versions(data: ReportData) -> bytes:
 FIGURES = (
     ("drifted_share", "Feature drift over time", plot_drifted_share,
      "Share of the monitored feature columns whose verdict is 'drifted', per day; the day drifted above the line. "
-     "Calendar columns are not monitored (one value a day)."),
+     "Columns the declaration ignores (one value a day, such as the calendar) are not monitored."),
     ("drift_heatmap", "Feature drift per column", plot_drift_heatmap,
-     "PSI of each column and day against the champion's training data. Weather columns hold one reading per origin "
-     "and hour, so their PSI is high on ordinary days: they are judged by their Wasserstein shift instead."),
+     "PSI of each column and day against the champion's training data. Day-level columns hold one reading per "
+     "lookup key, so their PSI is high on ordinary days: they are judged by their Wasserstein shift instead."),
     ("live_auc", "Live performance", plot_live_auc,
-     "ROC AUC on each day's flights once their labels landed (solid), over the rolling window (dotted), against the "
-     "champion's ROC AUC on its holdout and the floor of the performance check."),
+     "ROC AUC on each day's predictions once their labels landed (solid), over the rolling window (dotted), against "
+     "the champion's ROC AUC on its holdout and the floor of the performance check."),
     ("expected_cost", "Business cost", plot_cost,
-     "Missed delays and false alarms priced by the monitoring policy, per flight scored, for each model version "
+     "Missed positives and false alarms priced by the declared costs, per prediction, for each model version "
      "and role over the days it scored."),
     ("quarantine_rate", "Data quality", plot_quarantine,
      "Share of each day's raw rows that validation quarantined, per source."),

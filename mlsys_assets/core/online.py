@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlsys_assets.core.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, WEATHER_FEATURES, WEATHER_KEY
 from mlsys_assets.core.worker import QueueWorker
+
+# The server is the flights system's until serving is generated from declarations (issue 16).
+from mlsys_assets.systems.flights.features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, WEATHER_FEATURES, WEATHER_KEY
 
 ONLINE_DIR_ENV = "MLSYS_ONLINE_DIR"
 PREDICTION_LOG_ENV = "MLSYS_PREDICTION_LOG_DIR"
-BASELINE_COLUMNS = ("carrier", "dep_hour_band", "delay_rate", "global_rate")
+BASELINE_COLUMNS = ("carrier", "dep_hour_band", "rate", "global_rate")
 
 
 def _home_path(env: str, relative: str) -> Path:
@@ -49,24 +51,29 @@ def prediction_log_dir() -> Path:
     return _home_path(PREDICTION_LOG_ENV, "prediction_log")
 
 
+def lookup_path(system: str, source: str, day: str, directory: Path | None = None) -> Path:
+    """`<online>/<system>/<lookup source>/<partition>.parquet`."""
+    return (directory or online_dir()) / system / source / f"{day}.parquet"
+
+
 def weather_path(day: str, directory: Path | None = None) -> Path:
-    return (directory or online_dir()) / "weather" / f"{day}.parquet"
+    return lookup_path("flights", "weather", day, directory)
 
 
-def baseline_path(directory: Path | None = None) -> Path:
-    return (directory or online_dir()) / "baseline_rates.parquet"
+def baseline_path(directory: Path | None = None, system: str = "flights") -> Path:
+    return (directory or online_dir()) / system / "baseline_rates.parquet"
+
+
+def publish_lookup(path: Path, rows: pd.DataFrame, columns: Sequence[str]) -> Path:
+    """A lookup source's validated rows of one partition (its declared columns), for the server to join."""
+    return write_parquet_atomically(rows.loc[:, [c for c in columns if c in rows]].reset_index(drop=True), path)
 
 
 def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> Path:
     """Write beside the target and rename over it, so a reader never opens a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from mlsys_assets.core.files import atomic_write
+
+    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def publish_weather(day: str, weather: pd.DataFrame, directory: Path | None = None) -> Path:
@@ -80,10 +87,9 @@ def publish_weather(day: str, weather: pd.DataFrame, directory: Path | None = No
     return write_parquet_atomically(frame.reset_index(drop=True), weather_path(day, directory))
 
 
-def publish_baseline(rates: pd.DataFrame, directory: Path | None = None) -> Path:
+def publish_baseline(rates: pd.DataFrame, directory: Path | None = None, system: str = "flights") -> Path:
     """The baseline's rates (`RateBaseline.to_frame()`), the server's answer when no champion can be loaded."""
-    return write_parquet_atomically(rates.loc[:, list(BASELINE_COLUMNS)].reset_index(drop=True),
-                                    baseline_path(directory))
+    return write_parquet_atomically(rates.reset_index(drop=True), baseline_path(directory, system))
 
 
 def read_baseline(directory: Path | None = None) -> pd.DataFrame | None:
@@ -130,7 +136,7 @@ class WeatherStore:
         return index
 
     def published_days(self) -> list[str]:
-        return sorted(p.stem for p in (self.directory / "weather").glob("*.parquet"))
+        return sorted(p.stem for p in weather_path("x", self.directory).parent.glob("*.parquet"))
 
     def find(self, keys: Iterable[WeatherKey]) -> dict[WeatherKey, tuple[float, ...]]:
         """The published observations for these keys (keys without one are left out)."""

@@ -24,6 +24,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from mlsys_assets.declaration import System
+
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
@@ -181,7 +183,8 @@ def rollback(registry: Registry, con: duckdb.DuckDBPyConnection, reason: str, da
 
 @dataclass(frozen=True)
 class LiveEvidence:
-    """Champion and challenger judged on the same labelled flights of the days both scored (shadow mode)."""
+    """Champion and challenger judged on the gate's metric on the same labelled rows of the days both scored
+    (shadow mode). The `*_roc_auc` fields hold the gate's metric (ROC AUC for a binary system)."""
 
     champion: str
     challenger: str
@@ -189,50 +192,56 @@ class LiveEvidence:
     rows: int
     champion_roc_auc: float
     challenger_roc_auc: float
+    higher_is_better: bool = True
 
     @property
     def improvement(self) -> float:
-        return self.challenger_roc_auc - self.champion_roc_auc
+        gain = self.challenger_roc_auc - self.champion_roc_auc
+        return gain if self.higher_is_better else -gain
 
 
-def live_evidence(con: duckdb.DuckDBPyConnection, champion: str, challenger: str, last_days: int) -> LiveEvidence:
-    """The last `last_days` labelled days on which both versions scored every flight, from `batch_predictions`
-    (roles champion and challenger) joined to the labels in `flight_features`."""
-    from sklearn.metrics import roc_auc_score
+def live_evidence(system: System, con: duckdb.DuckDBPyConnection, champion: str, challenger: str,
+                  last_days: int) -> LiveEvidence:
+    """The last `last_days` labelled days on which both versions scored every row, from `batch_predictions`
+    (roles champion and challenger) joined to the labels in `features`."""
+    from mlsys_assets.core.evaluation import metrics
 
-    frame = con.execute("""
+    key, label, score = system.features.id_column, system.prediction.label, system.score_column
+    frame = con.execute(f"""
         WITH both_scored AS (
-            SELECT c.partition_date, c.flight_id, c.probability AS champion, s.probability AS challenger
-            FROM batch_predictions c JOIN batch_predictions s USING (partition_date, flight_id)
+            SELECT c.partition_date, c."{key}", c."{score}" AS champion, s."{score}" AS challenger
+            FROM batch_predictions c JOIN batch_predictions s USING (partition_date, "{key}")
             WHERE c.role = 'champion' AND c.model_version = ? AND s.role = 'challenger' AND s.model_version = ?),
         days AS (SELECT DISTINCT b.partition_date FROM both_scored b
-                 JOIN flight_features f USING (partition_date, flight_id)
+                 JOIN features f USING (partition_date, "{key}")
                  -- labels land a day late: a day counts once a later day's features exist
-                 WHERE b.partition_date < (SELECT max(partition_date) FROM flight_features)
+                 WHERE b.partition_date < (SELECT max(partition_date) FROM features)
                  ORDER BY 1 DESC LIMIT ?)
-        SELECT b.partition_date, b.champion, b.challenger, f.is_delayed
-        FROM both_scored b JOIN flight_features f USING (partition_date, flight_id)
+        SELECT b.partition_date, b.champion, b.challenger, f."{label}" AS label
+        FROM both_scored b JOIN features f USING (partition_date, "{key}")
         WHERE b.partition_date IN (SELECT partition_date FROM days)""", [champion, challenger, last_days]).df()
     days = sorted({str(d)[:10] for d in frame["partition_date"]})
-    labels = frame["is_delayed"].to_numpy(dtype=int)
-    if len(set(labels)) < 2:
-        return LiveEvidence(champion, challenger, days, len(frame), float("nan"), float("nan"))
-    return LiveEvidence(champion, challenger, days, len(frame), float(roc_auc_score(labels, frame["champion"])),
-                        float(roc_auc_score(labels, frame["challenger"])))
+    labels, metric = frame["label"].to_numpy(dtype=float), system.gate.metric
+    if len(frame) == 0:
+        return LiveEvidence(champion, challenger, days, 0, float("nan"), float("nan"), system.higher_is_better)
+    return LiveEvidence(champion, challenger, days, len(frame),
+                        metrics(system, labels, frame["champion"].to_numpy())[metric],
+                        metrics(system, labels, frame["challenger"].to_numpy())[metric], system.higher_is_better)
 
 
-def promote_challenger(registry: Registry, con: duckdb.DuckDBPyConnection, min_days: int, min_improvement: float,
-                       last_days: int, dagster_run_id: str) -> tuple[LiveEvidence, bool]:
+def promote_challenger(system: System, registry: Registry, con: duckdb.DuckDBPyConnection, min_days: int,
+                       min_improvement: float, last_days: int, dagster_run_id: str) -> tuple[LiveEvidence, bool]:
     """Make @challenger the champion if, on the same live flights, it beat the champion by `min_improvement`
     ROC AUC over at least `min_days` labelled days. Either way the decision and its numbers go to history."""
     champion, challenger = registry.alias_version(CHAMPION), registry.alias_version(CHALLENGER)
     if champion is None or challenger is None:
         raise ValueError(f"registered model {registry.model_name!r} needs both @champion and @challenger "
                          f"(has champion {champion}, challenger {challenger})")
-    evidence = live_evidence(con, champion, challenger, last_days)
-    numbers = (f"live roc_auc {evidence.challenger_roc_auc:.4f} vs champion {evidence.champion_roc_auc:.4f} on "
-               f"{evidence.rows} flights of {len(evidence.days)} days")
-    promote = len(evidence.days) >= min_days and evidence.improvement >= min_improvement
+    evidence = live_evidence(system, con, champion, challenger, last_days)
+    numbers = (f"live {system.gate.metric} {evidence.challenger_roc_auc:.4f} vs champion "
+               f"{evidence.champion_roc_auc:.4f} on "
+               f"{evidence.rows} rows of {len(evidence.days)} days")
+    promote = len(evidence.days) >= min_days and bool(evidence.improvement >= min_improvement)
     if len(evidence.days) < min_days:
         reason = f"keep: {numbers}; {min_days} labelled days of shadow scores needed"
     elif not promote:
@@ -244,7 +253,7 @@ def promote_challenger(registry: Registry, con: duckdb.DuckDBPyConnection, min_d
     record_history(con, model_name=registry.model_name, action="promote_live" if promote else "keep_live",
                    candidate_version=challenger, previous_champion=champion,
                    champion_after=challenger if promote else champion, reason=reason, dagster_run_id=dagster_run_id,
-                   primary_metric="live_roc_auc", candidate_value=evidence.challenger_roc_auc,
+                   primary_metric=f"live_{system.gate.metric}", candidate_value=evidence.challenger_roc_auc,
                    champion_value=evidence.champion_roc_auc,
                    details={"days": evidence.days, "rows": evidence.rows})
     return evidence, promote

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlsys_assets.core.features import FEATURE_COLUMNS
+from mlsys_assets.systems.flights.features import FEATURE_COLUMNS  # flights-bound until issue 16
 
 log = logging.getLogger("mlsys.rowmodel")
 
@@ -320,7 +320,7 @@ def _self_check(model: Any, compiled: RowModel) -> float:
     """The largest difference from `predict_proba` on synthetic rows that take every branch kind."""
     import pandas as pd
 
-    from mlsys_assets.core.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+    from mlsys_assets.systems.flights.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
     thresholds: dict[str, list[float]] = {}
     forest = compiled.forest

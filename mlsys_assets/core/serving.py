@@ -25,7 +25,7 @@ Why it is built this way:
   pipeline would quarantine is refused with a 400 naming the field and why.
 
 No Dagster import at module level: `ServeConfig.from_env` reads the shared settings (`MlflowStore`,
-`TrainingPolicy`) when the server starts.
+the declaration) when the server starts.
 """
 
 from __future__ import annotations
@@ -50,14 +50,6 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from mlsys_assets.core.features import (
-    FEATURE_COLUMNS,
-    KEY_COLUMNS,
-    REQUEST_COLUMNS,
-    WEATHER_FEATURES,
-    build_features,
-    row_features,
-)
 from mlsys_assets.core.online import (
     BASELINE_COLUMNS,
     PredictionLog,
@@ -73,6 +65,16 @@ from mlsys_assets.core.online import (
 )
 from mlsys_assets.core.rowmodel import RowModel, compile_pipeline
 from mlsys_assets.core.worker import QueueWorker
+
+# The server is the flights system's until serving is generated from declarations (issue 16).
+from mlsys_assets.systems.flights.features import (
+    FEATURE_COLUMNS,
+    KEY_COLUMNS,
+    REQUEST_COLUMNS,
+    WEATHER_FEATURES,
+    build_features,
+    row_features,
+)
 
 HOST = "127.0.0.1"
 CHAMPION, CHALLENGER, BASELINE = "champion", "challenger", "baseline"
@@ -95,6 +97,12 @@ SERVE_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("MLSYS_PREDICTION_LOG_DIR", "$MLSYS_HOME/prediction_log", "JSON lines of every served prediction, by flight "
                                                                "date; ingested by `served_predictions`."),
 )
+
+
+def _flights():  # -> declaration.System
+    from mlsys_assets.systems.flights.declaration import flights
+
+    return flights.with_env()
 
 
 def _env(name: str, cast: Callable[[str], Any]) -> Any:
@@ -171,11 +179,11 @@ class ServeConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeConfig:
-        from mlsys_assets.resources import MlflowStore, TrainingPolicy
+        from mlsys_assets.resources import MlflowStore
 
         values = {
-            "source": RegistryModels(MlflowStore.from_env().registry()),
-            "decision_threshold": TrainingPolicy.from_env().decision_threshold,
+            "source": RegistryModels(MlflowStore.from_env().registry(_flights())),
+            "decision_threshold": _flights().prediction.threshold,
             "port": _env("MLSYS_SERVE_PORT", int),
             "poll_seconds": _env("MLSYS_SERVE_POLL_SECONDS", float),
             "max_body_bytes": _env("MLSYS_SERVE_MAX_BODY_BYTES", int),
@@ -258,7 +266,7 @@ def request_rules() -> dict[str, FieldRule]:
     Clock times get the schema's `times_are_clock_times` rule too (minutes below 60). A schema check this
     cannot translate stops the server at start, rather than being skipped silently.
     """
-    from mlsys_assets.core.schemas import FlightSchema, WeatherSchema
+    from mlsys_assets.systems.flights.schemas import FlightSchema, WeatherSchema
 
     rules = {}
     for schema, names in ((FlightSchema.to_schema(), REQUEST_COLUMNS), (WeatherSchema.to_schema(), WEATHER_FEATURES)):
@@ -479,10 +487,11 @@ class ModelWatcher:
     def _load_baseline(self, rates: pd.DataFrame | None) -> LoadedModel:
         from mlsys_assets.core.model import RateBaseline
 
+        by = _flights().model.baseline_by
         if rates is None or rates.empty:
             empty = pd.DataFrame({c: [] for c in BASELINE_COLUMNS})
-            return LoadedModel(BASELINE, BASELINE, RateBaseline.from_frame(empty), _now(), "constant global rate")
-        return LoadedModel(BASELINE, BASELINE, RateBaseline.from_frame(rates), _now(),
+            return LoadedModel(BASELINE, BASELINE, RateBaseline.from_frame(empty, by), _now(), "constant global rate")
+        return LoadedModel(BASELINE, BASELINE, RateBaseline.from_frame(rates, by), _now(),
                            f"published rates ({len(rates)} carrier x hour band)")
 
     def _refresh(self, role: str) -> None:
@@ -727,20 +736,20 @@ class Scorer(QueueWorker[Job, list[Job]]):
                     job.done.set()
 
     def _score(self, batch: list[Job]) -> None:
-        from mlsys_assets.core.model import delay_probability
+        from mlsys_assets.core.model import scores
 
         rows = RequestRows.concat([job.rows for job in batch])
         features, sources = _features(rows, self.weather)
         used = self.models.serving()
         try:
-            probability = delay_probability(used.model, features)
+            probability = scores(_flights(), used.model, features)
         except Exception as exc:
             if used.is_fallback:
                 raise
             log.exception("@champion version %s failed to score; answering with the baseline", used.version)
             self.models.scoring_failed(exc)
             used = self.models.baseline
-            probability = delay_probability(used.model, features)
+            probability = scores(_flights(), used.model, features)
         labels = probability >= self.threshold
         flight_ids = features["flight_id"].tolist()
         name = BASELINE if used.is_fallback else self.model_name
@@ -826,7 +835,7 @@ class ShadowScorer(QueueWorker[tuple, tuple]):
 
     def _score(self, features: pd.DataFrame | list[dict[str, Any]], rows: RequestRows, sources: list[str],
                meta: list[tuple]) -> None:
-        from mlsys_assets.core.model import delay_probability
+        from mlsys_assets.core.model import scores
 
         challenger = self.models.challenger
         if challenger is None:
@@ -835,10 +844,10 @@ class ShadowScorer(QueueWorker[tuple, tuple]):
         if isinstance(features, list) and challenger.compiled is not None:  # rows from the row-wise path
             probability = np.asarray(challenger.compiled.probabilities(features), dtype=np.float64)
         elif isinstance(features, list):
-            probability = delay_probability(challenger.model,
+            probability = scores(_flights(), challenger.model,
                                             pd.DataFrame(features, columns=[*KEY_COLUMNS, *FEATURE_COLUMNS]))
         else:
-            probability = delay_probability(challenger.model, features)
+            probability = scores(_flights(), challenger.model, features)
         took = (time.perf_counter() - started) * 1000.0
         labels = probability >= self.threshold
         shadow_meta = [(request_id, served_at, took, row) for request_id, served_at, _, row in meta]

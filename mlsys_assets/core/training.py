@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mlsys_assets.core.features import LABEL
+if TYPE_CHECKING:
+    from mlsys_assets.declaration import System
 
 
 def window_days(available: list[str], window: int) -> list[str]:
@@ -14,21 +16,22 @@ def window_days(available: list[str], window: int) -> list[str]:
     return sorted(available)[-window:] if window > 0 else []
 
 
-def split_by_time(features: pd.DataFrame, holdout_days: int) -> pd.DataFrame:
-    """Mark the most recent `holdout_days` days as holdout and the rest as train."""
-    days = sorted(features["flight_date"].unique())
+def split_by_time(system: System, features: pd.DataFrame, holdout_days: int) -> pd.DataFrame:
+    """Mark the labelled rows of the most recent `holdout_days` days as holdout and the rest as train."""
+    time, key = system.features.time_column, system.features.id_column
+    days = sorted(features[time].unique())
     if len(days) < 2:
         raise ValueError(f"a time split needs at least 2 days of features, found {len(days)}")
     holdout_days = min(max(holdout_days, 1), len(days) - 1)
     cutoff = days[-holdout_days]
-    labelled = features[features[LABEL].notna()].copy()
-    labelled["split"] = (labelled["flight_date"] >= cutoff).map({True: "holdout", False: "train"})
-    return labelled.sort_values(["flight_date", "flight_id"], kind="stable").reset_index(drop=True)
+    labelled = features[features[system.prediction.label].notna()].copy()
+    labelled["split"] = (labelled[time] >= cutoff).map({True: "holdout", False: "train"})
+    return labelled.sort_values([time, key], kind="stable").reset_index(drop=True)
 
 
-def dataset_digest(frame: pd.DataFrame) -> str:
+def dataset_digest(frame: pd.DataFrame, key: str) -> str:
     """A content digest of a dataset, independent of row order in storage: its data version."""
-    ordered = frame.sort_values("flight_id", kind="stable")
+    ordered = frame.sort_values(key, kind="stable")
     hashed = pd.util.hash_pandas_object(ordered.drop(columns=["partition_date"], errors="ignore"), index=False)
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 

@@ -6,8 +6,12 @@ Every input row leaves in exactly one of the two frames: `len(valid) + len(quara
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mlsys_assets.declaration import Source, System
 
 QUARANTINE_COLUMNS = ("failed_checks", "failed_columns", "failure_values", "reason")
 LINEAGE_COLUMNS = ("source_file", "source_row")
@@ -43,21 +47,22 @@ def _check_name(check: object) -> str:
     return text
 
 
-def _failures(frame: pd.DataFrame, source: str, day: str) -> pd.DataFrame:
+def _failures(frame: pd.DataFrame, system: System, source: Source, key: str) -> pd.DataFrame:
     """One row per (row index, check, column, value) that fails."""
-    from mlsys_assets.core.schemas import ROW_CHECK_COLUMNS, schema_for
+    from mlsys_assets.core.partitioning import keys_of
+    from mlsys_assets.core.sources import check_columns, partition_times, schema_for
 
     found: list[pd.DataFrame] = []  # columns: index, check, column, value
     parse = frame["parse_errors"].dropna()
     if not parse.empty:
         found.append(pd.DataFrame({"index": parse.index, "check": "parseable", "column": parse.str.split("=").str[0],
                                    "value": parse.values}))
-    year, month, dom = (int(part) for part in day.split("-"))
-    wrong_day = ~((frame["year"] == year) & (frame["month"] == month) & (frame["day"] == dom)).fillna(False)
-    if wrong_day.any():
-        dates = frame.loc[wrong_day, ["year", "month", "day"]].astype(str).agg("-".join, axis=1)
-        found.append(pd.DataFrame({"index": dates.index, "check": f"belongs_to_partition({day})",
-                                   "column": "year/month/day", "value": dates.values}))
+    placed = keys_of(system.partitions.grain, partition_times(source, frame))
+    wrong = (placed != key).fillna(True) if len(frame) else placed.astype(bool)
+    if wrong.any():
+        by = source.partition_by if isinstance(source.partition_by, str) else source.partition_by.path
+        found.append(pd.DataFrame({"index": placed.index[wrong], "check": f"belongs_to_partition({key})",
+                                   "column": by, "value": placed[wrong].fillna("no time").values}))
 
     import pandera.errors
 
@@ -83,7 +88,8 @@ def _failures(frame: pd.DataFrame, source: str, day: str) -> pd.DataFrame:
     failures = pd.concat(found, ignore_index=True)
     # A row-wise rule reports one case per column of the failing row: say it once, with the values it read.
     failures = failures.drop_duplicates(subset=["index", "check"], keep="first").reset_index(drop=True)
-    for check, columns in ROW_CHECK_COLUMNS[source].items():
+    for check, columns in check_columns(source).items():
+        columns = list(columns)
         hit = failures["check"] == check
         if hit.any():
             rows = frame.loc[failures.loc[hit, "index"], columns]
@@ -93,16 +99,20 @@ def _failures(frame: pd.DataFrame, source: str, day: str) -> pd.DataFrame:
     return failures
 
 
-def validate_rows(raw: pd.DataFrame, source: str, day: str) -> ValidationResult:
-    """Validate the raw rows of one source for one day (lazily: every failure of every row is reported)."""
-    from mlsys_assets.core.sources import SOURCES
+def validate_rows(raw: pd.DataFrame, system: System, source: Source, key: str) -> ValidationResult:
+    """Validate the raw rows of one source for one partition (lazily: every failure of every row is reported)."""
+    from mlsys_assets.core.sources import columns_of
 
     frame = raw.reset_index(drop=True)
-    for name in SOURCES[source].integer_columns:
+    columns = columns_of(source)
+    for name in columns.of("timestamp"):  # DuckDB gives microseconds; pandas' (and pandera's) default is ns
+        if name in frame:
+            frame[name] = frame[name].astype("datetime64[ns]")
+    for name in columns.of("integer"):
         # through Arrow, an integer column holding a NULL comes back as float64; the schema wants Int64
         if name in frame and frame[name].dtype.kind == "f":
             frame[name] = frame[name].astype("Int64")
-    failures = _failures(frame, source, day)
+    failures = _failures(frame, system, source, key)
     bad_index = pd.Index(failures["index"].unique()).astype("int64")
     quarantined = frame.loc[bad_index].copy()
     if not quarantined.empty:

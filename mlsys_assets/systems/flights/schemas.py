@@ -1,4 +1,5 @@
-"""The validation rules, as pandera schemas. Imported only where validation runs (pandera costs ~1 s).
+"""The flights system's validation rules, as pandera schemas. Imported only where validation runs (pandera costs
+~1 s): the declaration names them by dotted path.
 
 Element rules are field checks; rules across columns are row-wise dataframe checks whose names say
 what must hold, because those names become the quarantine reasons a person reads.
@@ -6,13 +7,11 @@ what must hold, because those names become the quarantine reasons a person reads
 
 from __future__ import annotations
 
-from functools import cache
-
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from mlsys_assets.core.sources import known_airports, known_carriers
+from mlsys_assets.systems.flights.data import known_airports, known_carriers
 
 ORIGIN_AIRPORTS = ("EWR", "JFK", "LGA")
 FLIGHT_KEY = ["year", "month", "day", "carrier", "flight", "origin", "sched_dep_time"]
@@ -55,7 +54,6 @@ class FlightSchema(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = False
-        unique = FLIGHT_KEY
 
     @pa.dataframe_check(name="times_are_clock_times", element_wise=False)
     @classmethod
@@ -110,7 +108,6 @@ class WeatherSchema(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = False
-        unique = WEATHER_KEY
 
     @pa.dataframe_check(name="dew_point_not_above_temperature")
     @classmethod
@@ -118,29 +115,7 @@ class WeatherSchema(pa.DataFrameModel):
         return (df["dewp"].isna() | df["temp"].isna() | (df["dewp"] <= df["temp"] + 0.5)).astype(bool)
 
 
-# The columns a row-wise rule reads, so a quarantine reason can show the values that broke it.
-ROW_CHECK_COLUMNS: dict[str, dict[str, list[str]]] = {
-    "flights": {
-        "unique_key": FLIGHT_KEY,
-        "times_are_clock_times": ["sched_dep_time", "sched_arr_time", "dep_time", "arr_time"],
-        "cancelled_flights_have_no_times_or_delays": ["dep_time", "dep_delay", "arr_time", "arr_delay",
-                                                      "air_time"],
-        "arrival_delay_needs_arrival_time": ["arr_time", "arr_delay"],
-        "dep_delay_equals_dep_time_minus_schedule": ["dep_time", "sched_dep_time", "dep_delay"],
-        "hour_and_minute_match_schedule": ["sched_dep_time", "hour", "minute"],
-    },
-    "weather": {
-        "unique_key": WEATHER_KEY,
-        "dew_point_not_above_temperature": ["dewp", "temp"],
-    },
-}
-
-MODELS: dict[str, type[pa.DataFrameModel]] = {"flights": FlightSchema, "weather": WeatherSchema}
-
-
-@cache
-def schema_for(source: str) -> pa.DataFrameSchema:
-    """The schema of a source; of rows sharing a key, the first is kept and the others fail."""
-    schema = MODELS[source].to_schema()
-    schema.report_duplicates = "exclude_first"
-    return schema
+def local_day(rows: pd.DataFrame) -> pd.Series:
+    """The local calendar day of a flight or an observation (its partition): `time_hour` is in UTC."""
+    return pd.to_datetime(pd.DataFrame({"year": rows["year"], "month": rows["month"], "day": rows["day"]}),
+                          errors="coerce")

@@ -1,4 +1,4 @@
-"""The one feature definition shared by training, batch scoring and online serving.
+"""The flights system's one feature definition, shared by training, batch scoring and online serving.
 
 The features read only what is known before departure: the schedule, the route and the weather
 observed at the origin at the start of the scheduled hour. Outcome columns (actual times, delays) are
@@ -7,10 +7,11 @@ features as the batch row it mirrors.
 
 The definition has two executors, kept side by side here and sharing their constants and formulas
 (`HOUR_BANDS`, `minute_of_day`, `block_minutes`, `WEATHER_KEY`):
-- `build_features`, with pandas, for tables: training, batch scoring and large server requests;
-- `row_features`, with plain Python, for one validated request row: the server's fast path for small
+- `features` (`build_features`), with pandas, for tables: training, batch scoring and large server requests;
+- `row` (`row_features`), with plain Python, for one validated request row: the server's fast path for small
   requests, where pandas' per-call overhead would cost more than the whole computation.
-mlsys_tests/test_features.py holds them equal, value for value, on every flight of several real days.
+The engine checks them equal on every candidate's holdout before the candidate is registered, and
+mlsys_tests/test_features.py on every flight of several real days.
 """
 
 from __future__ import annotations
@@ -96,8 +97,18 @@ def label(flights: pd.DataFrame) -> pd.Series:
     return (late | ~arrived).astype("Int64")
 
 
+def features(flights: pd.DataFrame, context: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The declared feature definition: `build_features` with the validated weather as context."""
+    return build_features(flights, context["weather"])
+
+
+def row(record: Mapping[str, Any], lookups: Mapping[str, Mapping[tuple, Sequence[float | None]]]) -> dict[str, Any]:
+    """The declared row-wise definition: `row_features` with the published weather as lookup."""
+    return row_features(record, lookups["weather"])
+
+
 def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
-    """Feature rows for flights: keys, features in `FEATURE_COLUMNS` order, and the label.
+    """Feature rows for flights: keys and features in `FEATURE_COLUMNS` order (the engine adds the label).
 
     `flights` needs `REQUEST_COLUMNS` (and `hour`, derived from the schedule when absent); `weather`
     holds validated hourly observations, of which the one at the origin and scheduled hour is used.
@@ -137,8 +148,7 @@ def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame
     for column in WEATHER_FEATURES:
         out[column] = joined[column].astype("float64").to_numpy()
     out["weather_missing"] = joined[list(WEATHER_FEATURES)].isna().all(axis=1).astype("float64").to_numpy()
-    out[LABEL] = label(flights).to_numpy()
-    return out[[*KEY_COLUMNS, *FEATURE_COLUMNS, LABEL]]
+    return out[[*KEY_COLUMNS, *FEATURE_COLUMNS]]
 
 
 def weather_key(row: Mapping[str, Any]) -> tuple[str, int, int, int, int]:
@@ -184,12 +194,4 @@ def row_features(row: Mapping[str, Any], weather: Mapping[tuple, Sequence[float 
     return features
 
 
-def feature_matrix(features: pd.DataFrame) -> pd.DataFrame:
-    """The model's input: exactly `FEATURE_COLUMNS`, in order, with stable dtypes."""
-    matrix = features.loc[:, list(FEATURE_COLUMNS)].copy()
-    for column in CATEGORICAL_FEATURES:
-        matrix[column] = matrix[column].astype("str")
-    for column in NUMERIC_FEATURES:
-        matrix[column] = matrix[column].astype("float64")
-    return matrix
 

@@ -47,7 +47,9 @@ def child(name: str, output: Path, quick: bool, full_year: bool, history_days: i
     if name == "replay":
         options.update(full_year=full_year, days=replay_days)
     results = module.run(quick, **options)
-    output.write_text(json.dumps([r.to_dict() for r in results]))
+    from mlsys_assets.core.files import atomic_write_text
+
+    atomic_write_text(output, json.dumps([r.to_dict() for r in results]))
     return 0
 
 

@@ -63,6 +63,6 @@ def markdown(results: list[Result], facts: dict[str, str], seconds: float, notes
 
 
 def write(path: Path, results: list[Result], facts: dict[str, str], seconds: float, notes: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(markdown(results, facts, seconds, notes), encoding="utf-8")
-    tmp.replace(path)
+    from mlsys_assets.core.files import atomic_write_text
+
+    atomic_write_text(path, markdown(results, facts, seconds, notes))

@@ -269,11 +269,13 @@ def alerts(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeR
     """Every alert raised (failed runs, failed checks, unreadable landing files), from the alerts log under
     MLSYS_HOME; the log is the source, so raising an alert never waits for the warehouse."""
     from mlsys_assets.core.alerts import read_alerts
+    from mlsys_assets.core.catalog import describe
     from mlsys_assets.core.warehouse import replace_table
 
     frame = read_alerts()
     with warehouse.get_connection() as con:
         replace_table(con, "alerts", frame)
+        describe(con, None)
     counts = frame.groupby(["kind", "severity"]).size().rename("alerts").reset_index() if len(frame) else frame
     return MaterializeResult(metadata={**table_metadata(frame.tail(10)), "dagster/row_count": len(frame),
                                        "by_kind": markdown_table(counts)})

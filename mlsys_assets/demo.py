@@ -62,7 +62,7 @@ def _day_line(names, con, instance, day: str) -> str:
     if records and records[0].partition == day:
         drift = "DRIFTED" if records[0].status.value == "FAILED" else "no"
     live = read_frame(con, "SELECT model_version, roc_auc FROM live_performance WHERE source = 'batch' AND "
-                           "role = 'champion' AND \"window\" <> 'day' AND partition_date = CAST(? AS DATE) - 1",
+                           "role = 'champion' AND span <> 'day' AND partition_date = CAST(? AS DATE) - 1",
                       [day]) if table_exists(con, "live_performance") else None
     live_text = (f"{live['roc_auc'].iloc[0]:.3f} ({_version(live['model_version'].iloc[0])})"
                  if live is not None and len(live) and live["roc_auc"].notna().iloc[0] else "-")
@@ -181,7 +181,7 @@ def _summary(names, warehouse, instance, daemon, logs: list[DayLog], seconds: fl
             SELECT strftime(date_trunc('week', partition_date), '%Y-%m-%d') AS week_of,
                    string_agg(DISTINCT model_version, ',') AS champion, round(avg(roc_auc), 3) AS live_roc_auc,
                    round(sum(expected_cost), 0) AS expected_cost, sum(rows) AS labelled_rows
-            FROM live_performance WHERE source = 'batch' AND role = 'champion' AND "window" = 'day'
+            FROM live_performance WHERE source = 'batch' AND role = 'champion' AND span = 'day'
             GROUP BY ALL ORDER BY 1""") if table_exists(con, "live_performance") else None
         alerts = read_frame(con, "SELECT kind, severity, count(*) AS alerts FROM alerts GROUP BY ALL ORDER BY ALL") \
             if table_exists(con, "alerts") else None

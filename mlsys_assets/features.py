@@ -33,12 +33,12 @@ def features_asset(names: Names) -> AssetsDefinition:
         from mlsys_assets.core.featurize import build_features
 
         day = context.partition_key
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             rows = read_days(con, f"validated_{entity}", [day], order_by=["source_row"])
             context_rows = {source.name: read_days(con, f"validated_{source.name}", [day], order_by=["source_row"])
                             for source in system.lookups}
         features = build_features(system, rows, context_rows)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite("features", features, day)])
         labelled = features[label].dropna()
         return MaterializeResult(metadata={

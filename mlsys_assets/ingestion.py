@@ -43,8 +43,11 @@ def raw_asset(names: Names, source: Source) -> AssetsDefinition:
         except LandingFileError as exc:
             raise Failure(description=f"Landing file rejected: {exc}",
                           metadata={"file": MetadataValue.path(exc.path), "problem": exc.problem}) from exc
-        frame = landed.frame.assign(ingested_at=context.run.run_id)
-        with warehouse.get_connection(names.name) as con:
+        from datetime import UTC, datetime
+
+        frame = landed.frame.assign(ingested_at=datetime.now(UTC).replace(tzinfo=None),
+                                    ingested_by_run=context.run.run_id)
+        with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite(f"raw_{source.name}", frame, day)])
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if landed.extra_columns:
@@ -52,7 +55,7 @@ def raw_asset(names: Names, source: Source) -> AssetsDefinition:
         return MaterializeResult(
             data_version=DataVersion(digest[:16]),
             metadata={
-                **table_metadata(frame.drop(columns=["ingested_at"])),
+                **table_metadata(frame.drop(columns=["ingested_at", "ingested_by_run"])),
                 "file": MetadataValue.path(str(path)),
                 "file_sha256": digest,
                 "rows_with_unparsed_values": landed.parse_error_rows,

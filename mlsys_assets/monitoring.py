@@ -92,7 +92,7 @@ def monitoring_assets(names: Names) -> list:
         registry = mlflow_store.registry(system)
         registry.activate()
         version = registry.alias_version(CHAMPION) or NO_CHAMPION
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             stored = None if config.rebuild or version == NO_CHAMPION else load_reference(con, version)
             if stored is not None:
                 mark_current(con, version)
@@ -112,7 +112,7 @@ def monitoring_assets(names: Names) -> list:
                 if not matches:
                     context.log.warning(f"training_set is not the data champion version {version} was trained on "
                                         "(retrained since?): its reference describes the current training set")
-            with warehouse.get_connection(names.name) as con:
+            with warehouse.get_connection(names.system) as con:
                 rows = save_reference(con, stored, datetime.now(UTC).replace(tzinfo=None))
         else:
             rows = len(stored.features) + (stored.score is not None) + (stored.holdout_metrics is not None)
@@ -157,14 +157,14 @@ def monitoring_assets(names: Names) -> list:
         from mlsys_assets.core.monitoring import DriftPolicy, feature_drift_table, load_reference, verdict_frame
 
         day, policy = context.partition_key, DriftPolicy.of(system)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             reference = load_reference(con)
             if reference is None:
                 raise ValueError("no drift reference is stored: materialize drift_reference first")
             features = read_days(con, "features", [day])
         table = feature_drift_table(features, reference, policy)
         drifted, share, columns = day_verdict(table, policy.thresholds)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite("feature_drift", table, day)])
         verdicts = verdict_frame(table)
         yield MaterializeResult(metadata={
@@ -200,7 +200,7 @@ def monitoring_assets(names: Names) -> list:
 
         day = context.partition_key
         where, params = in_partitions([day])
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             scores = (read_frame(con, f"SELECT \"{system.score_column}\" AS probability, "
                                       f"CAST(model_version AS VARCHAR) AS model_version FROM "
                                       f"batch_predictions WHERE {where} AND role = 'champion'", params)
@@ -216,7 +216,7 @@ def monitoring_assets(names: Names) -> list:
             status = f"compared with the holdout scores of version {version}"
             table = prediction_drift_table(scores.loc[scores["model_version"] == version, "probability"], reference,
                                            DriftPolicy.of(system).thresholds)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite("prediction_drift", table, day)])
         verdict = table.loc[table["test"] == "verdict", "drifted"]
         return MaterializeResult(metadata={
@@ -277,14 +277,14 @@ def monitoring_assets(names: Names) -> list:
         delay = system.prediction.label_delay
         ready = [d for d in window if _labels_in(context.instance, d, delay)]
         awaited = _label_day(day, delay)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             predictions = scored_predictions(system, con, ready)
             labels = read_days(con, "features", ready, columns=[PARTITION_COLUMN, key, label]).rename(
                 columns={key: ENTITY, label: LABEL})
             table = live_performance_table(predictions, labels, day, ready, monitoring.rolling_days,
                                            CostPolicy.of(system), system.partitions.grain)
             replace_partitions(con, [PartitionWrite("live_performance", table, day)])
-            judged = table[(table["source"] == "batch") & (table["role"] == "champion") & (table["window"] == (
+            judged = table[(table["source"] == "batch") & (table["role"] == "champion") & (table["span"] == (
                 "day" if monitoring.performance_window == "day" else rolling_window(monitoring.rolling_days)))]
             version = str(judged["model_version"].iloc[0]) if len(judged) else None
             reference_auc = holdout_auc(load_reference(con, version), metric) if version else None
@@ -294,7 +294,7 @@ def monitoring_assets(names: Names) -> list:
         yield MaterializeResult(metadata={
             "dagster/row_count": len(table),
             "labels": status, "label_day": awaited, "labelled_days_in_window": ", ".join(ready) or "none",
-            "performance": markdown_table(table[["source", "role", "model_version", "window", "rows", *shown,
+            "performance": markdown_table(table[["source", "role", "model_version", "span", "rows", *shown,
                                                  "expected_cost"]].round(4), max_rows=20),
             "expected_cost_by_version": markdown_table(costs.round(4)),
         })
@@ -335,7 +335,7 @@ def monitoring_assets(names: Names) -> list:
         expected cost per model version, quarantine rate and which model scored each day."""
         from mlsys_assets.core.monitoring import key_figures, load_report_data, render_report
 
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             data = load_report_data(system, con)
         now = datetime.now(UTC)
         page = render_report(data, generated_at=now.strftime("%Y-%m-%d %H:%M UTC"))

@@ -24,7 +24,7 @@ def load_baseline(system: System, warehouse: Warehouse, before_day: str):
 
     from mlsys_assets.core.model import RateBaseline, fit_baseline
 
-    with warehouse.get_connection(system.name) as con:
+    with warehouse.get_connection(system) as con:
         if table_exists(con, "baseline_rates"):
             return RateBaseline.from_frame(read_frame(con, "SELECT * FROM baseline_rates"), system.model.baseline_by)
         if table_exists(con, "features"):
@@ -70,7 +70,7 @@ def _score_partition(context: AssetExecutionContext, names: Names, warehouse: Wa
     system = names.system
     key, time = system.features.id_column, system.features.time_column
     day = context.partition_key
-    with warehouse.get_connection(names.name) as con:
+    with warehouse.get_connection(names.system) as con:
         features = read_days(con, "features", [day], order_by=[key])
     registry = mlflow_store.registry(system)
     version, run_id, model, fallback_reason = None, None, None, None
@@ -112,7 +112,7 @@ def _score_partition(context: AssetExecutionContext, names: Names, warehouse: Wa
         except Exception as exc:  # the shadow never stops the champion's predictions
             context.log.warning(f"challenger not scored on {day}: {type(exc).__name__}: {exc}")
             shadow = f"failed: {type(exc).__name__}"
-    with warehouse.get_connection(names.name) as con:
+    with warehouse.get_connection(names.system) as con:
         replace_partitions(con, [PartitionWrite("batch_predictions", pd.concat(frames, ignore_index=True), day)])
     score = predictions[system.score_column]
     positive = {"predicted_positive_rate": float(predictions["predicted_label"].mean()) if len(predictions) else 0.0} \

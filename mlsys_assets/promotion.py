@@ -129,7 +129,7 @@ def evaluation_assets(names: Names, load_training_set: Callable[[Warehouse], "pd
                            "model_version": version if role == "candidate" else champion_version}])
             for role in models], ignore_index=True).assign(candidate_run_id=candidate.run_id,
                                                             evaluated_run_id=context.run.run_id)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             if table_exists(con, "model_evaluations"):
                 con.execute("DELETE FROM model_evaluations WHERE candidate_run_id = ?", [candidate.run_id])
                 con.register("_evaluation", evaluation)
@@ -198,7 +198,7 @@ def evaluation_assets(names: Names, load_training_set: Callable[[Warehouse], "pd
         registry.set_alias(CHAMPION, version)
         if registry.alias_version(CHALLENGER) is not None:
             registry.delete_alias(CHALLENGER)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             record_history(con, model_name=registry.model_name, action="promote", candidate_version=version,
                            previous_champion=previous, champion_after=version,
                            reason="; ".join(model_evaluation["reasons"]), dagster_run_id=context.run.run_id,
@@ -239,7 +239,7 @@ def lifecycle_jobs(names: Names) -> list[JobDefinition]:
 
         registry = mlflow_store.registry(system)
         registry.activate()
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             moved_from, moved_to = rollback(registry, con, config.reason, context.run.run_id)
         context.log.info(f"@champion rolled back from version {moved_from} to {moved_to}: {config.reason}")
         context.log_event(AssetMaterialization(asset_key=champion_key, metadata={
@@ -260,7 +260,7 @@ def lifecycle_jobs(names: Names) -> list[JobDefinition]:
 
         registry = mlflow_store.registry(system)
         registry.activate()
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             evidence, promoted = promote_challenger(system, registry, con, config.min_days, config.min_improvement,
                                                     config.last_days, context.run.run_id)
         context.log.info(("promoted" if promoted else "kept the champion:") +

@@ -1,24 +1,102 @@
-"""Dagster resources: the warehouse, the landing zone and the policies, each configurable by env or run config."""
+"""Dagster resources: the warehouse, the landing zone and the policies, each configurable by env or run config.
+
+Resources subclass `EnvResource`; `from_env()` builds one from the environment, and Dagster's run config can
+override any field again in the launchpad.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from dagster import InitResourceContext
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from mlsys_assets.settings import EnvResource
+from mlsys_assets.settings import home_path
 
 if TYPE_CHECKING:
     import duckdb
 
     from mlsys_assets.declaration import Source, System
+
+
+def env_name(field: str) -> str:
+    return f"MLSYS_{field.upper()}"
+
+
+def _parse(raw: str, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _parse(raw, args[0]) if raw else None
+    if annotation is bool:
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"expected a boolean, got {raw!r}")
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return [_parse(part.strip(), item) for part in raw.split(",") if part.strip()]
+    if annotation in (int, float, str):
+        return annotation(raw)
+    raise TypeError(f"cannot read {annotation} from the environment")
+
+
+class EnvResource(ConfigurableResource):
+    """A resource whose fields can each be set by an environment variable.
+
+    A field `x` is read from `MLSYS_X`; a path field listed in `home_paths` is read from its own
+    variable and otherwise defaults to a path under MLSYS_HOME.
+    """
+
+    home_paths: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    @classmethod
+    def env_fields(cls) -> dict[str, Any]:
+        """The fields an environment variable can set (a dict-valued field is run config only)."""
+        return {name: field for name, field in cls.model_fields.items()
+                if typing.get_origin(field.annotation) is not dict and field.annotation is not dict}
+
+    @classmethod
+    def env_var(cls, field: str) -> str:
+        return cls.home_paths[field][0] if field in cls.home_paths else env_name(field)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        values: dict[str, Any] = {}
+        for name, field in cls.env_fields().items():
+            if name in cls.home_paths:
+                env, relative = cls.home_paths[name]
+                values[name] = home_path(env, relative)
+                continue
+            raw = os.environ.get(env_name(name))
+            if raw is not None:
+                try:
+                    values[name] = _parse(raw, field.annotation)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{env_name(name)}={raw!r}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def settings_table(cls) -> list[tuple[str, str, str]]:
+        """(environment variable, default, meaning) for every field: the README table and `mlsys settings`."""
+        rows = []
+        for name, field in cls.env_fields().items():
+            if name in cls.home_paths:
+                default = f"$MLSYS_HOME/{cls.home_paths[name][1]}"
+            else:
+                default = ",".join(map(str, field.default)) if isinstance(field.default, list) else field.default
+            rows.append((cls.env_var(name), str(default), field.description or ""))
+        return rows
+
 
 
 class Warehouse(EnvResource):
@@ -55,8 +133,9 @@ class Warehouse(EnvResource):
             self._shared = None
 
     @contextmanager
-    def get_connection(self, schema: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the warehouse, in a system's schema when one is named (its tables then need no prefix);
+    def get_connection(self, schema: str | System | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse, in a system's schema when one is named (its tables then need no prefix;
+        given the system itself, the tables and columns it created are commented for SQL users on the way out);
         a full disk or a read-only or unwritable folder raises a StorageError naming the file, instead of
         DuckDB's own words from deep inside a write."""
         from mlsys_assets.core.storage import check_disk, plain_storage_errors
@@ -65,9 +144,15 @@ class Warehouse(EnvResource):
         check_disk(self.database, self.min_free_mb, self.env_var("min_free_mb"))
         shared = self._shared
         con = shared.acquire() if shared is not None else self._open()
+        system = schema if schema is not None and not isinstance(schema, str) else None
+        name = system.name if system is not None else schema
         try:
             with plain_storage_errors(self.database):
-                yield use_schema(con, schema) if schema else con
+                yield use_schema(con, name) if name else con
+                if system is not None:
+                    from mlsys_assets.core.catalog import describe
+
+                    describe(con, system)
         finally:
             if shared is not None:
                 shared.release(con)

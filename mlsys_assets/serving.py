@@ -34,7 +34,7 @@ def lookup_asset(names: Names, source: Source) -> AssetsDefinition:
         from mlsys_assets.core.sources import columns_of
 
         day = context.partition_key
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             rows = read_days(con, f"validated_{source.name}", [day], order_by=["source_row"])
         columns = columns_of(source).names
         if rows.empty:
@@ -59,7 +59,7 @@ def serving_assets(names: Names) -> list[AssetsDefinition]:
         fallback. Until training has run there is nothing to publish, and the server falls back to a constant."""
         from mlsys_assets.core.online import publish_baseline
 
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             rates = read_frame(con, "SELECT * FROM baseline_rates") if table_exists(con, "baseline_rates") else None
         if rates is None:
             context.log.warning("no baseline_rates table yet (materialize training_set): nothing published")
@@ -90,7 +90,7 @@ def serving_assets(names: Names) -> list[AssetsDefinition]:
 
         day = context.partition_key
         frame, read = read_prediction_log(day)
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite("served_predictions", frame, day)])
         if read["bad_lines"]:
             context.log.warning(f"{read['bad_lines']} log lines for {day} were not whole JSON and were skipped")

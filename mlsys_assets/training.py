@@ -42,7 +42,7 @@ def training_assets(names: Names) -> list:
     holdout_rule = f"the last {system.model.holdout} partitions"
 
     def load_training_set(warehouse: Warehouse) -> "pd.DataFrame":
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             if not table_exists(con, "training_set"):
                 raise ValueError(f"{names.table('training_set')} has not been materialized")
             return read_frame(con, f'SELECT * FROM training_set ORDER BY "{time}", "{key}"')
@@ -63,7 +63,7 @@ def training_assets(names: Names) -> list:
         from mlsys_assets.core.model import fit_baseline
         from mlsys_assets.core.training import dataset_digest, split_by_time, window_days
 
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             days = window_days(partition_days(con, "features"), system.model.window)
             if len(days) < 2:
                 raise ValueError(f"training needs at least 2 partitions of {names.table('features')}, found "
@@ -71,7 +71,7 @@ def training_assets(names: Names) -> list:
             features = read_days(con, "features", days, order_by=[key])
         frame = split_by_time(system, features.drop(columns=["partition_date"]), system.model.holdout)
         baseline = fit_baseline(system, frame[frame["split"] == "train"])
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             replace_table(con, "training_set", frame)
             replace_table(con, "baseline_rates", baseline.to_frame())
         digest = dataset_digest(frame, key)
@@ -128,8 +128,9 @@ def training_assets(names: Names) -> list:
                 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
                 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
                 for name, part, ctx in (("train", train, "training"), ("holdout", holdout, "evaluation")):
-                    dataset = mlflow_dataset(part[columns].reset_index(drop=True), name=f"training_set.{name}",
-                                             targets=label, source=warehouse.database)
+                    logged = part[columns].reset_index(drop=True).astype({time: "str"})  # MLflow has no date type
+                    dataset = mlflow_dataset(logged, name=f"training_set.{name}", targets=label,
+                                             source=warehouse.database)
                     mlflow.log_input(dataset, context=ctx)
             example = feature_matrix(system, train.head(5)).reset_index(drop=True)  # the dtypes the model is given
             info = mlflow.sklearn.log_model(

@@ -54,10 +54,11 @@ def validation_asset(names: Names, source: Source) -> AssetsDefinition:
         from mlsys_assets.core.validation import validate_rows
 
         day = context.partition_key
-        with warehouse.get_connection(names.name) as con:
+        with warehouse.get_connection(names.system) as con:
             rows = read_days(con, raw, [day], order_by=["source_row"]).drop(columns=["partition_date"])
-        result = validate_rows(rows.drop(columns=["ingested_at"], errors="ignore"), names.system, source, day)
-        with warehouse.get_connection(names.name) as con:
+        result = validate_rows(rows.drop(columns=["ingested_at", "ingested_by_run"], errors="ignore"), names.system,
+                               source, day)
+        with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite(valid, result.valid, day),
                                      PartitionWrite(quarantine, result.quarantined, day)])
             counts = {table: count_rows(con, table, day) for table in (raw, valid, quarantine)}

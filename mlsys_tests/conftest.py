@@ -64,6 +64,14 @@ def run_day(defs, instance, day: str, job: str = "daily_pipeline", system: str =
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
 
 
+def uncommented(home: Path) -> list[tuple[str, str, str | None]]:
+    """(schema, table, column or None) of every table and column of the warehouse without a comment."""
+    return query(home, "SELECT schema_name, table_name, NULL FROM duckdb_tables() WHERE database_name = "
+                       "current_database() AND coalesce(comment, '') = '' UNION ALL SELECT schema_name, table_name, "
+                       "column_name FROM duckdb_columns() WHERE database_name = current_database() AND "
+                       "coalesce(comment, '') = '' ORDER BY ALL", schema="")
+
+
 def query(home: Path, sql: str, params: list | None = None, schema: str = "flights"):
     """Plain SQL on the warehouse, as a SQL user runs it; unqualified tables are the system's (`USE <schema>`)."""
     import duckdb

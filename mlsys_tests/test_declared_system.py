@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckKey, AssetKey
 
-from mlsys_tests.conftest import query
+from mlsys_tests.conftest import query, uncommented
 
 HERE = Path(__file__).resolve().parent
 DECLARATIONS = {"python": "mlsys_tests.meters_system:meters", "yaml": str(HERE / "meters_defs" / "defs.yaml")}
@@ -164,20 +164,25 @@ def test_a_declared_hourly_regression_system_runs_end_to_end(meters_home: Path) 
             assert _materialize(defs, instance, "feature_drift", key).success
         assert _check_passed(instance, "feature_drift", "features_within_drift_threshold", keys[32])
         assert not _check_passed(instance, "feature_drift", "features_within_drift_threshold", keys[36])
-        drifted = query(meters_home, "SELECT DISTINCT \"column\" FROM feature_drift WHERE test = 'verdict' AND "
+        drifted = query(meters_home, "SELECT DISTINCT column_name FROM feature_drift WHERE test = 'verdict' AND "
                                      "drifted AND strftime(partition_date, '%Y-%m-%d-%H:%M') = ?", [keys[36]],
                         schema="meters")
         assert drifted == [("outdoor_c",)]
 
         # live performance once the labels landed (the next hour): regression metrics and the cost of errors
         assert _materialize(defs, instance, "live_performance", keys[32]).success
-        live = query(meters_home, "SELECT \"window\", rows, mae, rmse, roc_auc, expected_cost FROM live_performance "
+        live = query(meters_home, "SELECT span, rows, mae, rmse, roc_auc, expected_cost FROM live_performance "
                                   "WHERE role = 'champion' AND model_version = '1' ORDER BY 1", schema="meters")
         day = next(row for row in live if row[0] == "day")
         assert day[1] == 24 and 0 < day[2] < system.monitoring.min_live and day[4] is None
         assert day[5] == pytest.approx(day[2] * 24 * system.monitoring.cost_per_unit)
         assert _check_passed(instance, "live_performance", "performance_above_floor", keys[32])
         assert _materialize(defs, instance, "monitoring_report").success
+    # every table and column says what it holds, to a SQL user
+    assert uncommented(meters_home) == []
+    comment = query(meters_home, "SELECT comment FROM duckdb_columns() WHERE schema_name = 'meters' AND table_name = "
+                                 "'features' AND column_name = 'load_kw'", schema="")[0][0]
+    assert "label (regression)" in comment
 
 
 @pytest.mark.slow
@@ -229,3 +234,7 @@ def test_two_systems_live_side_by_side(tmp_path: Path, monkeypatch: pytest.Monke
                       ("meters", "batch_predictions"), ("meters", "features")]
     assert query(home, "SELECT count(*) FROM meters.features")[0][0] == 23  # one hostile reading quarantined
     assert query(home, "SELECT count(*) FROM flights.features")[0][0] > 900
+    assert uncommented(home) == []
+    words = dict(query(home, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'flights' AND "
+                             "table_name = 'validated_flights'", schema=""))
+    assert words["time_hour"] == "The scheduled hour, in UTC." and "partition" in words["partition_date"]

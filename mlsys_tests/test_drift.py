@@ -144,8 +144,8 @@ def test_drift_table_and_day_verdict_name_the_shifted_columns() -> None:
     refs = build_reference(mixed_frame(rng, 3000), ["a", "b", "c"], ["origin"])
     table = drift_table(mixed_frame(rng, 1000, shift=1.0, new_share=0.3), refs, T)
     assert tuple(table.columns) == TABLE_COLUMNS
-    assert set(table["column"]) == {"a", "b", "c", "origin"}
-    assert table.groupby("column")["test"].apply(lambda t: t.is_unique).all()
+    assert set(table["column_name"]) == {"a", "b", "c", "origin"}
+    assert table.groupby("column_name")["test"].apply(lambda t: t.is_unique).all()
     drifted, share, names = day_verdict(table, T)
     assert drifted and share == 0.5 and sorted(names) == ["b", "origin"]
 

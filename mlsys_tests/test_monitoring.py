@@ -73,7 +73,7 @@ def test_live_performance_waits_for_labels_and_scores_every_model_on_the_same_fl
 
     assert live_performance_table(predictions, labels, days[1], [days[0]], 7, COSTS).empty  # labels not in yet
 
-    table = live_performance_table(predictions, labels, days[1], days, 7, COSTS).set_index(["role", "window"])
+    table = live_performance_table(predictions, labels, days[1], days, 7, COSTS).set_index(["role", "span"])
     assert set(table.index) == {("champion", "day"), ("champion", "rolling_7d"), ("challenger", "day"),
                                 ("challenger", "rolling_7d")}
     assert table.loc[("champion", "day"), "rows"] == table.loc[("challenger", "day"), "rows"] == 30
@@ -114,13 +114,13 @@ def test_day_level_columns_are_judged_by_their_shift_and_calendar_columns_not_at
     cold_day = _days_of_weather(30, 100).iloc[:100].assign(temp=lambda f: f["temp"] - f["temp"].mean() - 1.5,
                                                            month=2.0)
     table = feature_drift_table(cold_day, reference, policy)
-    assert "month" not in set(table["column"])  # one value a day: always "drifted", so not judged
-    verdict = table[table["test"] == "verdict"].set_index("column")["drifted"]
+    assert "month" not in set(table["column_name"])  # one value a day: always "drifted", so not judged
+    verdict = table[table["test"] == "verdict"].set_index("column_name")["drifted"]
     assert not verdict["temp"] and not verdict["distance"]
     default = feature_drift_table(cold_day, reference, DriftPolicy(ignored=CALENDAR_FEATURES, day_level=()))
-    assert default.query("test == 'verdict' and column == 'temp'")["drifted"].item()  # the default rule fires
+    assert default.query("test == 'verdict' and column_name == 'temp'")["drifted"].item()  # the default rule fires
     hot = feature_drift_table(cold_day.assign(temp=cold_day["temp"] + 6), reference, policy)
-    assert hot.query("test == 'verdict' and column == 'temp'")["drifted"].item()
+    assert hot.query("test == 'verdict' and column_name == 'temp'")["drifted"].item()
 
 
 def test_a_reference_is_stored_once_per_version_and_one_is_current() -> None:
@@ -214,9 +214,9 @@ def check(result, name: str):
 
 
 def performance(home: Path, day: str) -> pd.DataFrame:
-    rows = query(home, "SELECT source, role, model_version, \"window\", rows, roc_auc, tp, fp, fn, tn, expected_cost "
+    rows = query(home, "SELECT source, role, model_version, span, rows, roc_auc, tp, fp, fn, tn, expected_cost "
                        "FROM live_performance WHERE partition_date = ? ORDER BY ALL", [day])
-    return pd.DataFrame(rows, columns=["source", "role", "model_version", "window", "rows", "roc_auc", "tp", "fp",
+    return pd.DataFrame(rows, columns=["source", "role", "model_version", "span", "rows", "roc_auc", "tp", "fp",
                                        "fn", "tn", "expected_cost"])
 
 
@@ -248,11 +248,11 @@ def test_a_day_gets_its_performance_rows_only_once_its_labels_land(defs, instanc
     landed = materialize_monitoring(defs, instance, "live_performance", DAYS[0])
     table = performance(mlsys_home, DAYS[0])
     flights = query(mlsys_home, "SELECT count(*) FROM features WHERE partition_date = ?", [DAYS[0]])[0][0]
-    day = table[table["window"] == "day"].set_index(["source", "role"])
+    day = table[table["span"] == "day"].set_index(["source", "role"])
     assert set(day.index) == {("batch", "champion"), ("batch", "challenger"), ("served", "champion")}
     assert day.loc[("batch", "champion"), "rows"] == day.loc[("batch", "challenger"), "rows"] == flights
     assert day.loc[("served", "champion"), "rows"] == 200
-    assert set(table["window"]) == {"day", "rolling_7d"}
+    assert set(table["span"]) == {"day", "rolling_7d"}
     assert (table["expected_cost"] == 50.0 * table["fn"] + 10.0 * table["fp"]).all()
     challenger = day.loc[("batch", "challenger")]
     assert (challenger["roc_auc"], challenger["fp"], challenger["fn"], challenger["expected_cost"]) == (1.0, 0, 0, 0)

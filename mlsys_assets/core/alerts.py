@@ -16,7 +16,7 @@ ALERT_COLUMNS = ("raised_at", "kind", "severity", "subject", "message", "where_t
 
 
 def alerts_dir() -> Path:
-    from mlsys_assets.settings import home_path  # settings imports dagster; only the path is needed here
+    from mlsys_assets.settings import home_path
 
     return Path(home_path("MLSYS_ALERTS_DIR", "alerts"))
 
@@ -43,4 +43,6 @@ def read_alerts(directory: Path | None = None) -> pd.DataFrame:
             except json.JSONDecodeError:
                 continue
     frame = pd.DataFrame(rows, columns=list(ALERT_COLUMNS))
+    # written in ISO 8601 with the zone: read as a UTC timestamp, so the warehouse column is a TIMESTAMP
+    frame["raised_at"] = pd.to_datetime(frame["raised_at"], utc=True, format="ISO8601").dt.tz_convert(None)
     return frame.sort_values("raised_at", kind="stable").reset_index(drop=True)

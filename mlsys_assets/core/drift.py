@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-TABLE_COLUMNS = ("column", "test", "value", "threshold", "drifted")
+TABLE_COLUMNS = ("column_name", "test", "value", "threshold", "drifted")
 NAN = float("nan")
 
 
@@ -153,7 +153,7 @@ def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = 1e-4) -> floa
 
 def _row(column: str, test: str, value: float, threshold: float, below: bool = False) -> dict[str, Any]:
     drifted = value < threshold if below else value > threshold  # NaN compares False: no evidence, no drift
-    return {"column": column, "test": test, "value": float(value), "threshold": float(threshold),
+    return {"column_name": column, "test": test, "value": float(value), "threshold": float(threshold),
             "drifted": bool(drifted)}
 
 
@@ -223,7 +223,7 @@ def column_drift(values: pd.Series, reference: Reference,
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    return table.astype({"column": object, "test": object, "value": float, "threshold": float, "drifted": bool})
+    return table.astype({"column_name": object, "test": object, "value": float, "threshold": float, "drifted": bool})
 
 
 def drift_table(day: pd.DataFrame, references: dict[str, Reference],
@@ -243,7 +243,7 @@ def day_verdict(table: pd.DataFrame, thresholds: DriftThresholds = DEFAULT_THRES
     verdicts = table[table["test"] == "verdict"]
     if verdicts.empty:
         return False, 0.0, []
-    names = [str(c) for c in verdicts.loc[verdicts["drifted"].astype(bool), "column"]]
+    names = [str(c) for c in verdicts.loc[verdicts["drifted"].astype(bool), "column_name"]]
     share = len(names) / len(verdicts)
     return share > thresholds.drifted_share, share, names
 

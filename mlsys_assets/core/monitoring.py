@@ -63,17 +63,17 @@ REFERENCES, FEATURE_DRIFT, PREDICTION_DRIFT = "drift_references", "feature_drift
 LIVE_PERFORMANCE, SERVED_PREDICTIONS, BATCH_PREDICTIONS = "live_performance", "served_predictions", "batch_predictions"
 NO_CHAMPION = "none"
 SCORE_KIND, METRICS_KIND = "score", "holdout_metrics"
-DRIFT_COLUMNS: tuple[str, ...] = ("model_version", "column", "test", "value", "threshold", "drifted")
+DRIFT_COLUMNS: tuple[str, ...] = ("model_version", "column_name", "test", "value", "threshold", "drifted")
 METRIC_COLUMNS: tuple[str, ...] = ("roc_auc", "average_precision", "log_loss", "brier", "precision", "recall",
                                    "mae", "rmse", "r2")  # a task fills its own, the others stay empty
 PERFORMANCE_COLUMNS: tuple[str, ...] = (
-    "source", "model_version", "role", "window", "days", "rows", "positive_rate", *METRIC_COLUMNS,
+    "source", "model_version", "role", "span", "days", "rows", "positive_rate", *METRIC_COLUMNS,
     "tp", "fp", "fn", "tn", "expected_cost", "cost_per_prediction")
 SCORED_COLUMNS: tuple[str, ...] = (PARTITION_COLUMN, ENTITY, "probability", "model_version", "role", "source")
 
 REFERENCES_DDL = f"""
 CREATE TABLE IF NOT EXISTS {REFERENCES} (
-    model_version VARCHAR, "column" VARCHAR, kind VARCHAR, reference_json VARCHAR, rows BIGINT,
+    model_version VARCHAR, column_name VARCHAR, kind VARCHAR, reference_json VARCHAR, rows BIGINT,
     training_digest VARCHAR, built_at TIMESTAMP, is_current BOOLEAN)
 """
 
@@ -107,7 +107,7 @@ def reference_frame(stored: StoredReference) -> pd.DataFrame:
     if stored.holdout_metrics is not None:
         metrics = {k: _strict(float(v)) for k, v in stored.holdout_metrics.items()}
         rows.append((METRICS_KIND, METRICS_KIND, json.dumps(metrics), stored.holdout_rows))
-    frame = pd.DataFrame(rows, columns=["column", "kind", "reference_json", "rows"])
+    frame = pd.DataFrame(rows, columns=["column_name", "kind", "reference_json", "rows"])
     frame.insert(0, "model_version", stored.model_version)
     frame["training_digest"] = stored.training_digest
     return frame
@@ -142,7 +142,7 @@ def load_reference(con: duckdb.DuckDBPyConnection, model_version: str | None = N
     if not table_exists(con, REFERENCES):
         return None
     where, params = ("model_version = ?", [model_version]) if model_version is not None else ("is_current", [])
-    rows = read_frame(con, f'SELECT model_version, "column", kind, reference_json, rows, training_digest '
+    rows = read_frame(con, f'SELECT model_version, column_name, kind, reference_json, rows, training_digest '
                            f"FROM {REFERENCES} WHERE {where}", params)
     if rows.empty:
         return None
@@ -155,7 +155,7 @@ def load_reference(con: duckdb.DuckDBPyConnection, model_version: str | None = N
         elif row.kind == METRICS_KIND:
             stored.holdout_metrics = {k: float("nan") if v is None else float(v) for k, v in data.items()}
         else:
-            stored.features[row.column], stored.train_rows = reference_from_dict(data), int(row.rows)
+            stored.features[row.column_name], stored.train_rows = reference_from_dict(data), int(row.rows)
     return stored
 
 
@@ -217,7 +217,7 @@ class DriftPolicy:
 
 
 def empty_drift_table() -> pd.DataFrame:
-    return pd.DataFrame({"model_version": pd.Series(dtype=object), "column": pd.Series(dtype=object),
+    return pd.DataFrame({"model_version": pd.Series(dtype=object), "column_name": pd.Series(dtype=object),
                          "test": pd.Series(dtype=object), "value": pd.Series(dtype=float),
                          "threshold": pd.Series(dtype=float), "drifted": pd.Series(dtype=bool)})
 
@@ -230,7 +230,7 @@ def feature_drift_table(day: pd.DataFrame, reference: StoredReference, policy: D
     table = pd.concat([drift_table(day, stable, policy.thresholds),
                        drift_table(day, day_level, policy.day_level_thresholds())], ignore_index=True)
     order = {name: i for i, name in enumerate(monitored)}
-    table = table.sort_values("column", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    table = table.sort_values("column_name", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
     table.insert(0, "model_version", reference.model_version)
     return table if len(table) else empty_drift_table()
 
@@ -248,14 +248,14 @@ def prediction_drift_table(scores: np.ndarray | pd.Series, reference: StoredRefe
 def verdict_frame(table: pd.DataFrame) -> pd.DataFrame:
     """One row per column: its verdict and the statistics behind it, drifted columns first (for metadata)."""
     if table.empty:
-        return pd.DataFrame(columns=["column", "drifted"])
-    values = table[table["test"] != "verdict"].pivot_table(index="column", columns="test", values="value",
+        return pd.DataFrame(columns=["column_name", "drifted"])
+    values = table[table["test"] != "verdict"].pivot_table(index="column_name", columns="test", values="value",
                                                             sort=False)
-    verdicts = table[table["test"] == "verdict"].set_index("column")["drifted"].rename("drifted")
+    verdicts = table[table["test"] == "verdict"].set_index("column_name")["drifted"].rename("drifted")
     frame = values.join(verdicts).reset_index()
     stats = [c for c in ("psi", "ks_statistic", "wasserstein", "js_distance", "unseen_share", "missing_rate_change")
              if c in frame.columns]
-    return frame[["column", "drifted", *stats]].sort_values("drifted", ascending=False, kind="stable")
+    return frame[["column_name", "drifted", *stats]].sort_values("drifted", ascending=False, kind="stable")
 
 
 def drift_summary(table: pd.DataFrame, thresholds: DriftThresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
@@ -323,7 +323,7 @@ class CostPolicy:
 
 
 def empty_performance_table() -> pd.DataFrame:
-    text = {"source", "model_version", "role", "window"}
+    text = {"source", "model_version", "role", "span"}
     counts = {"days", "rows", "tp", "fp", "fn", "tn"}
     return pd.DataFrame({c: pd.Series(dtype=object if c in text else "int64" if c in counts else float)
                          for c in PERFORMANCE_COLUMNS})
@@ -346,7 +346,7 @@ def performance_rows(scored: pd.DataFrame, window: str, costs: CostPolicy) -> pd
             metrics = regression_metrics(y, p)
             counts = {"tp": 0, "fp": 0, "fn": 0, "tn": 0}
             cost = float(np.abs(p - y).sum()) * costs.cost_per_unit
-        rows.append({"source": source, "model_version": version, "role": role, "window": window,
+        rows.append({"source": source, "model_version": version, "role": role, "span": window,
                      "days": int(part[PARTITION_COLUMN].nunique()), **metrics, "rows": len(part), **counts,
                      "expected_cost": cost, "cost_per_prediction": cost / len(part)})
     if not rows:
@@ -459,7 +459,7 @@ class ReportData:
 
     def champion_day_auc(self) -> pd.DataFrame:
         perf = self.live_performance
-        return perf[(perf["window"] == "day") & (perf["role"] == "champion") & (perf["source"] == "batch")]
+        return perf[(perf["span"] == "day") & (perf["role"] == "champion") & (perf["source"] == "batch")]
 
 
 def _table(con: duckdb.DuckDBPyConnection, table: str, sql: str | None = None) -> pd.DataFrame:
@@ -597,10 +597,10 @@ def plot_drift_heatmap(data: ReportData, clip: float = 1.0) -> bytes:
         fig, ax = _figure()
         _no_data(ax, title)
         return _png(fig)
-    psi = table[table["test"] == "psi"].pivot_table(index="column", columns=PARTITION_COLUMN, values="value")
-    verdict = table[table["test"] == "verdict"].pivot_table(index="column", columns=PARTITION_COLUMN,
+    psi = table[table["test"] == "psi"].pivot_table(index="column_name", columns=PARTITION_COLUMN, values="value")
+    verdict = table[table["test"] == "verdict"].pivot_table(index="column_name", columns=PARTITION_COLUMN,
                                                              values="drifted", aggfunc="max")
-    order = list(dict.fromkeys(table["column"]))
+    order = list(dict.fromkeys(table["column_name"]))
     psi = psi.reindex([c for c in order if c in psi.index])
     fig, ax = _figure(10.0, 1.6 + 0.28 * len(psi))
     image = ax.imshow(psi.clip(upper=clip).to_numpy(dtype=float), aspect="auto", cmap="Reds", vmin=0, vmax=clip,
@@ -626,7 +626,7 @@ def plot_live_auc(data: ReportData) -> bytes:
     if perf.empty:
         _no_data(ax, title)
         return _png(fig)
-    for (source, role, version, window), part in perf.groupby(["source", "role", "model_version", "window"]):
+    for (source, role, version, window), part in perf.groupby(["source", "role", "model_version", "span"]):
         style = "-" if window == "day" else ":"
         ax.plot(_dates(part[PARTITION_COLUMN]), part["roc_auc"], style, marker="o" if window == "day" else None,
                 label=f"{role} {_version(version)} ({source}, {window})")
@@ -648,7 +648,7 @@ def cost_by_version(perf: pd.DataFrame) -> pd.DataFrame:
     columns = ["source", "role", "model_version", "days", "rows", "fn", "fp", "expected_cost", "cost_per_prediction"]
     if perf.empty:
         return pd.DataFrame(columns=columns)
-    daily = perf[perf["window"] == "day"]
+    daily = perf[perf["span"] == "day"]
     out = daily.groupby(["source", "role", "model_version"], as_index=False).agg(
         days=(PARTITION_COLUMN, "nunique"), rows=("rows", "sum"), fn=("fn", "sum"), fp=("fp", "sum"),
         expected_cost=("expected_cost", "sum"))
@@ -761,7 +761,7 @@ def render_report(data: ReportData, generated_at: str) -> str:
     latest_perf = data.live_performance
     if len(latest_perf):
         latest_perf = latest_perf[latest_perf[PARTITION_COLUMN] == latest_perf[PARTITION_COLUMN].max()][[
-            PARTITION_COLUMN, "source", "role", "model_version", "window", "rows", "roc_auc", "average_precision",
+            PARTITION_COLUMN, "source", "role", "model_version", "span", "rows", "roc_auc", "average_precision",
             "log_loss", "brier", "tp", "fp", "fn", "tn", "expected_cost"]]
     body = [f"<h1>Monitoring report</h1><p class='meta'>Generated {html.escape(generated_at)}</p>",
             "<h2>Key figures</h2>", _html_table(facts)]

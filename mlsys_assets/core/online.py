@@ -20,6 +20,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ BASELINE_COLUMNS = ("carrier", "dep_hour_band", "rate", "global_rate")
 
 
 def _home_path(env: str, relative: str) -> Path:
-    from mlsys_assets.settings import home_path  # settings imports dagster; only paths are needed here
+    from mlsys_assets.settings import home_path
 
     return Path(home_path(env, relative))
 
@@ -173,9 +174,11 @@ LOG_COLUMNS: dict[str, str] = {
 
 
 def jsonable(value: object) -> object:
-    """A value JSON can carry: NumPy scalars as Python ones, NaN as null."""
+    """A value JSON can carry: NumPy scalars as Python ones, NaN as null, dates in ISO 8601."""
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, date | datetime):
+        return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

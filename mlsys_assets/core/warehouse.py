@@ -95,10 +95,14 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """Object columns of strings or None become pandas strings, so DuckDB does not guess their type."""
+    """Object columns of strings or None become pandas strings, so DuckDB does not guess their type; a column of
+    dates (Python `date` objects) stays one, and DuckDB stores it as a DATE."""
     out = frame.copy()
     for column in out.columns:
         if out[column].dtype == object:
+            present = out[column].dropna()
+            if len(present) and all(type(v) is date for v in present):
+                continue
             out[column] = out[column].astype("str").where(out[column].notna(), None)
     return out
 

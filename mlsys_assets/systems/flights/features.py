@@ -122,15 +122,15 @@ def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame
     arr_minute = minute_of_day(flights["sched_arr_time"])
     out = pd.DataFrame({
         "flight_id": flight_ids(flights),
-        "flight_date": dates.dt.strftime("%Y-%m-%d"),
+        "flight_date": dates.dt.date,
         "carrier": flights["carrier"].astype("str"),
         "origin": flights["origin"].astype("str"),
         "dest": flights["dest"].astype("str"),
         "dep_hour_band": hour_band(hour),
-        "month": dates.dt.month.astype("float64"),
-        "day_of_week": dates.dt.day_of_week.astype("float64"),
-        "day_of_year": dates.dt.day_of_year.astype("float64"),
-        "is_weekend": (dates.dt.day_of_week >= 5).astype("float64"),
+        "month": dates.dt.month.astype("int64"),
+        "day_of_week": dates.dt.day_of_week.astype("int64"),
+        "day_of_year": dates.dt.day_of_year.astype("int64"),
+        "is_weekend": (dates.dt.day_of_week >= 5).astype("int64"),
         "sched_dep_minute": dep_minute,
         "sched_arr_minute": arr_minute,
         "scheduled_block_minutes": block_minutes(dep_minute, arr_minute),
@@ -162,7 +162,8 @@ def row_features(row: Mapping[str, Any], weather: Mapping[tuple, Sequence[float 
     `row` holds `REQUEST_COLUMNS` as Python ints and strings (as the server validates them); `weather` maps
     a `WEATHER_KEY` to the observation's `WEATHER_FEATURES` (None or NaN when missing), holding only the
     first observation of a key, as `build_features` keeps. Values are the ones `build_features` gives:
-    strings for the categorical features, floats (NaN when missing) for the numeric ones.
+    strings for the categorical features, a date, integers for the calendar and floats (NaN when missing) for the
+    other numeric ones.
     """
     day = date(row["year"], row["month"], row["day"])
     sched_dep_time = row["sched_dep_time"]
@@ -172,15 +173,15 @@ def row_features(row: Mapping[str, Any], weather: Mapping[tuple, Sequence[float 
     flight_date = f"{day.year:04d}-{day.month:02d}-{day.day:02d}"
     features: dict[str, Any] = {
         "flight_id": f"{flight_date}-{row['carrier']}{int(row['flight'])}-{row['origin']}-{int(sched_dep_time):04d}",
-        "flight_date": flight_date,
+        "flight_date": day,
         "carrier": str(row["carrier"]),
         "origin": str(row["origin"]),
         "dest": str(row["dest"]),
         "dep_hour_band": hour_band_of(int(sched_dep_time) // 100),
-        "month": float(day.month),
-        "day_of_week": float(weekday),
-        "day_of_year": float(day.timetuple().tm_yday),
-        "is_weekend": float(weekday >= 5),
+        "month": day.month,
+        "day_of_week": weekday,
+        "day_of_year": day.timetuple().tm_yday,
+        "is_weekend": int(weekday >= 5),
         "sched_dep_minute": dep_minute,
         "sched_arr_minute": arr_minute,
         "scheduled_block_minutes": block_minutes(dep_minute, arr_minute),

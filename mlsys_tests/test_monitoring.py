@@ -17,7 +17,6 @@ from mlsys_assets.core.drift import build_reference
 from mlsys_assets.core.monitoring import (
     CostPolicy,
     DriftPolicy,
-    ReportData,
     StoredReference,
     build_stored_reference,
     confusion_counts,
@@ -28,10 +27,10 @@ from mlsys_assets.core.monitoring import (
     load_reference,
     mark_current,
     performance_verdict,
-    render_report,
     save_reference,
     window_days,
 )
+from mlsys_assets.core.report import ReportData, render_report
 from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}

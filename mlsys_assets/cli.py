@@ -114,9 +114,17 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mlsys_assets.core.serving import main as serve
+    """The flights system's own server (until issue 16 moves it) or the declared systems' scoring service."""
+    from mlsys_assets.core import serving
+    from mlsys_assets.systems import system_named
 
-    return serve(args.serve_args)
+    system = system_named(args.system)
+    port = args.port if args.port is not None else int(os.environ.get("MLSYS_SERVE_PORT") or 5001)
+    if serving.serves(system.name) and args.host == "127.0.0.1":
+        return serving.main(["--port", str(port)])
+    from mlsys_assets.core.service import serve
+
+    return serve(system, args.host, port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     mlflow_ui = sub.add_parser("mlflow", help="start the MLflow UI on 127.0.0.1 over the embedded store")
     mlflow_ui.add_argument("--port", type=int, default=5000)
     mlflow_ui.set_defaults(func=cmd_mlflow_ui)
-    serve = sub.add_parser("serve", help="serve @champion over HTTP on 127.0.0.1 (MLflow's scoring protocol)",
-                           add_help=False)
-    serve.add_argument("serve_args", nargs=argparse.REMAINDER, help="--port N (see `mlsys serve --help`)")
+    serve = sub.add_parser("serve", help="serve a system's @champion over HTTP (MLflow's scoring protocol)")
+    serve.add_argument("--system", help="the declared system to serve (default: the first declared)")
+    serve.add_argument("--port", type=int, help="port (default: MLSYS_SERVE_PORT or 5001)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: local only)")
     serve.set_defaults(func=cmd_serve)
     settings = sub.add_parser("settings", help="print every setting, its environment variable and default")
     settings.add_argument("--markdown", action="store_true", help="as the README's Markdown table")

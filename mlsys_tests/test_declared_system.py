@@ -180,6 +180,7 @@ def test_a_declared_hourly_regression_system_runs_end_to_end(meters_home: Path) 
         assert _materialize(defs, instance, "monitoring_report").success
     # every table and column says what it holds, to a SQL user
     assert uncommented(meters_home) == []
+    _serve_one_row(meters_home, keys[33])
     comment = query(meters_home, "SELECT comment FROM duckdb_columns() WHERE schema_name = 'meters' AND table_name = "
                                  "'features' AND column_name = 'load_kw'", schema="")[0][0]
     assert "label (regression)" in comment
@@ -238,3 +239,60 @@ def test_two_systems_live_side_by_side(tmp_path: Path, monkeypatch: pytest.Monke
     words = dict(query(home, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'flights' AND "
                              "table_name = 'validated_flights'", schema=""))
     assert words["time_hour"] == "The scheduled hour, in UTC." and "partition" in words["partition_date"]
+
+
+def _serve_one_row(home: Path, key: str) -> None:
+    """`mlsys serve --system meters` answers a raw request row with the value batch scoring stored for it, and
+    refuses a row its schema would quarantine, naming the column."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from mlsys_assets.core.serving import free_port, wait_until_ready
+
+    hour = f"{key[:10]} {key[11:]}:00"
+    rows = query(home, "SELECT v.meter, v.zone, strftime(v.reading_at, '%Y-%m-%dT%H:%M:%S'), v.outdoor_c, "
+                       "p.prediction, p.model_version FROM validated_readings v JOIN features f ON f.reading_id = "
+                       "v.meter || '@' || strftime(v.reading_at, '%Y-%m-%dT%H') JOIN batch_predictions p USING "
+                       "(reading_id) WHERE v.partition_date = CAST(? AS TIMESTAMP) AND p.role = 'champion' "
+                       "ORDER BY v.meter LIMIT 2", [hour], schema="meters")
+    assert len(rows) == 2 and rows[0][5] == "1"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlsys_assets.cli", "serve", "--system", "meters", "--port",
+                               str(port)], cwd=HERE.parent, env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def post(payload: object) -> tuple[int, dict, dict]:
+        request = urllib.request.Request(f"{url}/invocations", data=json.dumps(payload).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, \
+                    json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, {k.lower(): v for k, v in error.headers.items()}, json.loads(error.read())
+
+    try:
+        wait_until_ready(url, timeout=120)
+        status, headers, body = post({"dataframe_records": [
+            {"meter": m, "zone": z, "reading_at": at, "outdoor_c": c} for m, z, at, c, _, _ in rows]})
+        assert status == 200, body
+        assert headers["x-model-version"] == "1" and body["model_version"] == "1" and not body["fallback"]
+        assert [p["prediction"] for p in body["predictions"]] == pytest.approx([r[4] for r in rows], abs=1e-9)
+        meter, zone, at, _, _, _ = rows[0]
+        status, _, body = post({"dataframe_split": {"columns": ["meter", "zone", "reading_at", "outdoor_c"],
+                                                    "data": [[meter, zone, at, 99.0]]}})
+        assert status == 400 and any(e["column"] == "outdoor_c" and "less_than_or_equal_to" in e["check"]
+                                     for e in body["errors"]), body
+        status, _, body = post({"dataframe_records": [{"meter": meter, "zone": zone, "reading_at": at}]})
+        assert status == 400 and "outdoor_c" in json.dumps(body)
+        status, _, body = post({"inputs": "[" * 5000})
+        assert status == 400
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0]
+    assert server.returncode == 0, output

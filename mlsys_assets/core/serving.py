@@ -105,6 +105,11 @@ def _flights():  # -> declaration.System
     return flights.with_env()
 
 
+def serves(system_name: str) -> bool:
+    """Whether this server is the named system's (it is the flights system's own until issue 16)."""
+    return system_name == _flights().name
+
+
 def _env(name: str, cast: Callable[[str], Any]) -> Any:
     default = next(default for env, default, _ in SERVE_SETTINGS if env == name)
     raw = os.environ.get(name) or default

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mlsys_assets.instance import prepare_dagster_home
-from mlsys_assets.settings import mlsys_home
+from mlsys_assets.settings import mlsys_home, setting
 
 
 def cmd_land(args: argparse.Namespace) -> int:
@@ -67,11 +67,17 @@ def cmd_dagster_tool(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mlsys_assets.demo import run_demo
+    from mlsys_assets.systems import system_named
 
     prepare_dagster_home()
+    system = system_named(args.system)
+    stretch = system.demo or (system.partitions.start, system.partitions.end)
     if args.full_year:
-        args.start, args.end = "2013-01-01", "2013-12-31"
-    return run_demo(start=args.start, end=args.end, system_name=args.system)
+        start, end = system.partitions.start, system.partitions.end
+    else:
+        start = args.start or setting("MLSYS_DEMO_START") or stretch[0]
+        end = args.end or setting("MLSYS_DEMO_END") or stretch[1]
+    return run_demo(start=start, end=end, system_name=system.name)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -119,7 +125,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mlsys_assets.systems import system_named
 
     system = system_named(args.system)
-    port = args.port if args.port is not None else int(os.environ.get("MLSYS_SERVE_PORT") or 5001)
+    port = args.port if args.port is not None else int(setting("MLSYS_SERVE_PORT"))
     if serving.serves(system.name) and args.host == "127.0.0.1":
         return serving.main(["--port", str(port)])
     from mlsys_assets.core.service import serve
@@ -136,13 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("--system", help="the declared system whose shipped data to land (default: the first)")
     land.set_defaults(func=cmd_land)
     demo = sub.add_parser("demo", help="land days of 2013 and run the pipeline over them")
-    demo.add_argument("--start", default=os.environ.get("MLSYS_DEMO_START", "2013-03-20"))
-    demo.add_argument("--end", default=os.environ.get("MLSYS_DEMO_END", "2013-06-05"))
-    demo.add_argument("--full-year", action="store_true", help="replay all of 2013 (about 20 minutes)")
+    demo.add_argument("--start", help="first day (default: MLSYS_DEMO_START, else the system's declared demo)")
+    demo.add_argument("--end", help="last day (default: MLSYS_DEMO_END, else the system's declared demo)")
+    demo.add_argument("--full-year", action="store_true",
+                      help="replay the system's whole partition range (the default system's year: about 18 minutes)")
     demo.add_argument("--system", help="the declared system to replay (default: the first declared)")
     demo.set_defaults(func=cmd_demo)
     dev = sub.add_parser("dev", help="start the Dagster UI on 127.0.0.1 over MLSYS_HOME")
-    dev.add_argument("--port", type=int, default=int(os.environ.get("MLSYS_UI_PORT", "3000")))
+    dev.add_argument("--port", type=int, default=int(setting("MLSYS_UI_PORT")))
     dev.set_defaults(func=cmd_dev)
     for tool in ("dg", "dagster"):
         wrapped = sub.add_parser(tool, add_help=False, help=f"run `{tool} ARGS` on the project's Dagster instance "

@@ -292,11 +292,13 @@ class System:
     owners: Sequence[str] = ("team:ml-platform",)
     description: str = ""
     default_data: Any = None  # Ref: land_default(landing_dir, partition_keys) -> files written, for demos and tests
+    demo: Sequence[str] = ()  # (first, last) date the demo replays; the partitions' range when empty
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", tuple(self.sources))
         object.__setattr__(self, "owners", tuple(self.owners))
         object.__setattr__(self, "default_data", _ref(self.default_data))
+        object.__setattr__(self, "demo", tuple(self.demo))
         problems = list(_problems(self))
         if problems:
             raise DeclarationError(f"System {self.name!r}: " + "; ".join(problems))
@@ -438,6 +440,8 @@ def _problems(system: System):
                 yield f"{label}: {column!r} is not a feature column"
     if system.monitoring.performance_window not in ("rolling", "day"):
         yield f"monitoring.performance_window: {system.monitoring.performance_window!r} is not 'rolling' or 'day'"
+    if system.demo and len(system.demo) != 2:
+        yield "demo: give (first, last) dates, or nothing for the partitions' whole range"
     if system.model.holdout < 1 or system.model.window <= system.model.holdout:
         yield "model.window: must be larger than model.holdout, and holdout at least 1"
     partitions = system.partitions

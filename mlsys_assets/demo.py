@@ -123,7 +123,7 @@ def run_demo(start: str, end: str, system_name: str | None = None) -> int:
             print(_day_line(names, con, instance, day) + f"  [{len(runs)} runs, {log.seconds:.1f} s]", flush=True)
             for run in retrains:
                 log.retrainings.append(run.run_id)
-                print(f"    retraining requested by retraining_sensor: {run.tags['mlsys/retrain_reason']}\n"
+                print(f"    retraining requested by {run.sensor}: {run.tags['mlsys/retrain_reason']}\n"
                       f"    -> {_retraining_outcome(con, run)}", flush=True)
         for failed in log.failed_runs:
             print(f"    FAILED run: {failed}", flush=True)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from mlsys_assets.settings import PG_DEFAULTS, setting
+
 PROFILE_ENV, EXECUTOR_ENV, MAX_CONCURRENT_ENV, PASSWORD_ENV = (
     "MLSYS_PROFILE", "MLSYS_EXECUTOR", "MLSYS_EXECUTOR_MAX_CONCURRENT", "MLSYS_PG_PASSWORD")
 PROFILES = ("embedded", "postgres")
@@ -19,33 +21,10 @@ PG_SCHEME = "postgresql+psycopg2"
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 # Written into os.environ by `postgres_env_defaults()`, so `{env: ...}` in dagster.yaml resolves in every
 # process mlsys starts; the password has no default.
-PG_DEFAULTS = {"MLSYS_PG_HOST": "127.0.0.1", "MLSYS_PG_PORT": "5432", "MLSYS_PG_USER": "mlsys",
-               "MLSYS_PG_DAGSTER_DB": "dagster", "MLSYS_PG_MLFLOW_DB": "mlflow"}
-
-DEPLOYMENT_SETTINGS: tuple[tuple[str, str, str], ...] = (
-    (PROFILE_ENV, "embedded", "Where Dagster's runs, event log and schedules and MLflow's tracking and registry "
-                              "live: `embedded` (SQLite files under MLSYS_HOME) or `postgres` (the PostgreSQL "
-                              "server of the `MLSYS_PG_*` settings, one database each)."),
-    ("MLSYS_PG_HOST", PG_DEFAULTS["MLSYS_PG_HOST"], "PostgreSQL host (profile `postgres`)."),
-    ("MLSYS_PG_PORT", PG_DEFAULTS["MLSYS_PG_PORT"], "PostgreSQL port (profile `postgres`)."),
-    ("MLSYS_PG_USER", PG_DEFAULTS["MLSYS_PG_USER"], "PostgreSQL role owning both databases (profile `postgres`)."),
-    (PASSWORD_ENV, "", "Its password; required by the `postgres` profile (empty for trust or `~/.pgpass` "
-                       "authentication). Read from the environment only, never written to a file."),
-    ("MLSYS_PG_DAGSTER_DB", PG_DEFAULTS["MLSYS_PG_DAGSTER_DB"], "Database of the Dagster instance (runs, event log, "
-                                                                "schedules) in the `postgres` profile."),
-    ("MLSYS_PG_MLFLOW_DB", PG_DEFAULTS["MLSYS_PG_MLFLOW_DB"], "Database of MLflow's tracking and model registry in "
-                                                              "the `postgres` profile."),
-    (EXECUTOR_ENV, "in_process", "How a launched run executes its steps: `in_process` (one process, steps in "
-                                 "order), `multiprocess` (one process per step) or `k8s` (one pod per step; needs "
-                                 "dagster-k8s, see `deploy/k8s/`). The asset code is the same for all three."),
-    (MAX_CONCURRENT_ENV, "2", "Steps of one run executing at once with the `multiprocess` and `k8s` executors "
-                              "(warehouse writes stay one at a time: the `warehouse` pool)."),
-)
-
 
 def profile() -> str:
     """`embedded` or `postgres`; anything else is an error naming the setting."""
-    value = (os.environ.get(PROFILE_ENV) or "embedded").strip().lower()
+    value = setting(PROFILE_ENV).strip().lower()
     if value not in PROFILES:
         raise ValueError(f"{PROFILE_ENV}={value!r}: expected one of {', '.join(PROFILES)}")
     return value
@@ -103,7 +82,7 @@ def mlflow_store_uri(store_dir: str) -> str:
 
 
 def max_concurrent() -> int:
-    raw = os.environ.get(MAX_CONCURRENT_ENV) or "2"
+    raw = setting(MAX_CONCURRENT_ENV)
     try:
         value = int(raw)
     except ValueError:
@@ -118,7 +97,7 @@ def executor_from_env():  # -> dagster.ExecutorDefinition
     process; the executor applies to runs the daemon or the UI launches."""
     from dagster import Field, in_process_executor, multiprocess_executor
 
-    name = (os.environ.get(EXECUTOR_ENV) or "in_process").strip().lower()
+    name = setting(EXECUTOR_ENV).strip().lower()
     if name == "in_process":
         return in_process_executor
     if name not in EXECUTORS:

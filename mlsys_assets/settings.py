@@ -37,8 +37,8 @@ GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
      "Dagster component), comma-separated."),
     ("DAGSTER_HOME", "$MLSYS_HOME/dagster", "The Dagster instance (runs, event log, schedules; SQLite, or only its "
                                             "`dagster.yaml` and logs with the `postgres` profile)."),
-    ("MLSYS_DEMO_START", "2013-03-20", "First day `make demo` replays."),
-    ("MLSYS_DEMO_END", "2013-06-05", "Last day `make demo` replays."),
+    ("MLSYS_DEMO_START", "", "First day `make demo` replays (empty: the first of the system's declared `demo`)."),
+    ("MLSYS_DEMO_END", "", "Last day `make demo` replays (empty: the last of the system's declared `demo`)."),
     ("MLSYS_UI_PORT", "3000", "Port of `make dev` (the Dagster UI, on 127.0.0.1)."),
     ("MLSYS_REPORTS_DIR", "$MLSYS_HOME/reports", "Where `monitoring_report` writes its HTML pages."),
     ("MLSYS_ALERTS_DIR", "$MLSYS_HOME/alerts", "JSON lines of every alert (failed runs, failed checks), read by "
@@ -46,10 +46,58 @@ GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+PG_DEFAULTS = {"MLSYS_PG_HOST": "127.0.0.1", "MLSYS_PG_PORT": "5432", "MLSYS_PG_USER": "mlsys",
+               "MLSYS_PG_DAGSTER_DB": "dagster", "MLSYS_PG_MLFLOW_DB": "mlflow"}
+DEPLOYMENT_SETTINGS: tuple[tuple[str, str, str], ...] = (
+    ("MLSYS_PROFILE", "embedded",
+     "Where Dagster's runs, event log and schedules and MLflow's tracking and registry live: `embedded` (SQLite "
+     "files under MLSYS_HOME) or `postgres` (the PostgreSQL server of the `MLSYS_PG_*` settings, one database each)."),
+    ("MLSYS_PG_HOST", PG_DEFAULTS["MLSYS_PG_HOST"], "PostgreSQL host (profile `postgres`)."),
+    ("MLSYS_PG_PORT", PG_DEFAULTS["MLSYS_PG_PORT"], "PostgreSQL port (profile `postgres`)."),
+    ("MLSYS_PG_USER", PG_DEFAULTS["MLSYS_PG_USER"], "PostgreSQL role owning both databases (profile `postgres`)."),
+    ("MLSYS_PG_PASSWORD", "", "Its password; required by the `postgres` profile (empty for trust or `~/.pgpass` "
+                              "authentication). Read from the environment only, never written to a file."),
+    ("MLSYS_PG_DAGSTER_DB", PG_DEFAULTS["MLSYS_PG_DAGSTER_DB"],
+     "Database of the Dagster instance (runs, event log, schedules) in the `postgres` profile."),
+    ("MLSYS_PG_MLFLOW_DB", PG_DEFAULTS["MLSYS_PG_MLFLOW_DB"],
+     "Database of MLflow's tracking and model registry in the `postgres` profile."),
+    ("MLSYS_EXECUTOR", "in_process",
+     "How a launched run executes its steps: `in_process` (one process, steps in order), `multiprocess` (one "
+     "process per step) or `k8s` (one pod per step; needs dagster-k8s, see `deploy/k8s/`). The asset code is the "
+     "same for all three."),
+    ("MLSYS_EXECUTOR_MAX_CONCURRENT", "2",
+     "Steps of one run executing at once with the `multiprocess` and `k8s` executors (warehouse writes stay one at "
+     "a time: the `warehouse` pool)."),
+)
+
+# (environment variable, default, meaning) of `mlsys serve`, read by core.serving and core.service
+SERVE_SETTINGS: tuple[tuple[str, str, str], ...] = (
+    ("MLSYS_SERVE_PORT", "5001", "Port of `mlsys serve` (on 127.0.0.1 unless `--host` says otherwise)."),
+    ("MLSYS_SERVE_POLL_SECONDS", "5", "How often the server checks @champion, @challenger and the published "
+                                      "baseline, and swaps in what changed."),
+    ("MLSYS_SERVE_MAX_BODY_BYTES", "1048576", "Largest request body; a larger one is refused with HTTP 413."),
+    ("MLSYS_SERVE_MAX_ROWS", "10000", "Most rows in one request; more are refused with HTTP 413."),
+    ("MLSYS_SERVE_SHADOW", "true", "Also score @challenger, after answering, and log it (the answer carries only "
+                                   "the champion)."),
+    ("MLSYS_ONLINE_DIR", "$MLSYS_HOME/online", "What the pipeline publishes for the servers: each lookup source by "
+                                               "partition, the baseline rates (`<system>/...`)."),
+    ("MLSYS_PREDICTION_LOG_DIR", "$MLSYS_HOME/prediction_log", "JSON lines of every prediction the server answered, "
+                                                               "by the entity's date; ingested by "
+                                                               "`served_predictions`."),
+)
+
+
+def setting(name: str) -> str:
+    """The value of a global, deployment or serving setting: its environment variable, else its default here (the
+    one place each default is written)."""
+    for env, default, _ in (*GLOBAL_SETTINGS, *DEPLOYMENT_SETTINGS, *SERVE_SETTINGS):
+        if env == name:
+            return os.environ.get(name) or default
+    raise KeyError(f"{name} is not a setting of mlsys_assets.settings")
+
+
 def settings_rows() -> list[tuple[str, str, str]]:
     """Every setting: (environment variable, default, meaning); the README's table is this list."""
-    from mlsys_assets.core.serving import SERVE_SETTINGS
-    from mlsys_assets.deployment import DEPLOYMENT_SETTINGS
     from mlsys_assets.resources import ALL_RESOURCES
     from mlsys_assets.systems import declared_systems
 

@@ -107,7 +107,9 @@ def training_assets(names: Names) -> list:
 
         frame = load_training_set(warehouse)
         train, holdout = frame[frame["split"] == "train"], frame[frame["split"] == "holdout"]
-        params = dict(system.model.params)
+        from mlsys_assets.core.model import effective_params
+
+        params = effective_params(system)
         registry = mlflow_store.registry(system)
         experiment_id = registry.activate()
         first_day, last_day = frame[time].min(), frame[time].max()

@@ -61,6 +61,17 @@ def linear(categorical: Sequence[str], numeric: Sequence[str], task: str = "bina
     return Pipeline([("encode", encode), ("regress", Ridge(alpha=l2_regularization))])
 
 
+def effective_params(system: System, **overrides: object) -> dict[str, object]:
+    """The factory's parameters as a candidate is trained with them: its own defaults, the declared ones over them,
+    then any overrides (what MLflow logs; the defaults live in one place, the factory's signature)."""
+    import inspect
+
+    factory = system.model.factory.resolve()
+    defaults = {name: p.default for name, p in inspect.signature(factory).parameters.items()
+                if name not in ("categorical", "numeric", "task") and p.default is not inspect.Parameter.empty}
+    return {**defaults, **system.model.params, **overrides}
+
+
 def build_pipeline(system: System, **overrides: object) -> Pipeline:
     """The system's declared factory with its declared parameters (and any overrides)."""
     spec = system.features

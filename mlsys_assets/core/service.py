@@ -289,7 +289,11 @@ def serve(system: "System", host: str, port: int) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: None)
-    app = build_app(system, online_dir())
+    from mlsys_assets.settings import setting
+
+    app = build_app(system, online_dir(), max_rows=int(setting("MLSYS_SERVE_MAX_ROWS")),
+                    max_body_bytes=int(setting("MLSYS_SERVE_MAX_BODY_BYTES")),
+                    poll_seconds=float(setting("MLSYS_SERVE_POLL_SECONDS")))
     print(f"serving {system.model_name}@champion ({system.name}) on http://{host}:{port} "
           "(POST /invocations, GET /ping, /health, /version)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

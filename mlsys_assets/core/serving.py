@@ -83,22 +83,6 @@ MAX_LISTED_ERRORS = 50
 
 log = logging.getLogger("mlsys.serve")
 
-# (environment variable, default, meaning): parsed by ServeConfig.from_env, listed in the README's settings table.
-SERVE_SETTINGS: tuple[tuple[str, str, str], ...] = (
-    ("MLSYS_SERVE_PORT", "5001", "Port of `mlsys serve` (it listens on 127.0.0.1 only)."),
-    ("MLSYS_SERVE_POLL_SECONDS", "5", "How often the server checks @champion, @challenger and the published "
-                                      "baseline, and swaps in what changed."),
-    ("MLSYS_SERVE_MAX_BODY_BYTES", "1048576", "Largest request body; a larger one is refused with HTTP 413."),
-    ("MLSYS_SERVE_MAX_ROWS", "10000", "Most rows in one request; more are refused with HTTP 413."),
-    ("MLSYS_SERVE_SHADOW", "true", "Also score @challenger, after answering, and log it (the answer carries only "
-                                   "the champion)."),
-    ("MLSYS_ONLINE_DIR", "$MLSYS_HOME/online", "What the pipeline publishes for the server: weather by day, "
-                                               "baseline rates."),
-    ("MLSYS_PREDICTION_LOG_DIR", "$MLSYS_HOME/prediction_log", "JSON lines of every served prediction, by flight "
-                                                               "date; ingested by `served_predictions`."),
-)
-
-
 def _flights():  # -> declaration.System
     from mlsys_assets.systems.flights.declaration import flights
 
@@ -111,8 +95,9 @@ def serves(system_name: str) -> bool:
 
 
 def _env(name: str, cast: Callable[[str], Any]) -> Any:
-    default = next(default for env, default, _ in SERVE_SETTINGS if env == name)
-    raw = os.environ.get(name) or default
+    from mlsys_assets.settings import setting
+
+    raw = setting(name)
     try:
         return cast(raw)
     except ValueError as exc:

@@ -57,9 +57,7 @@ flights = System(
         time_column="flight_date",
     ),
     model=Model(
-        factory="mlsys_assets.core.model:hist_gradient_boosting",
-        params={"learning_rate": 0.08, "max_iter": 200, "max_leaf_nodes": 31, "l2_regularization": 1.0,
-                "random_state": 42},
+        factory="mlsys_assets.core.model:hist_gradient_boosting",  # with its default parameters
         baseline_by=["carrier", "dep_hour_band"],
         window=60,
         holdout=7,
@@ -80,4 +78,6 @@ flights = System(
     ),
     partitions=Partitions(grain="daily", start="2013-01-01", end="2013-12-31"),
     default_data="mlsys_assets.systems.flights.data:default_partitions",
+    # spring 2013: the first models miss the floor, a champion arrives, May's weather and schedule drift
+    demo=("2013-03-20", "2013-06-05"),
 )

@@ -160,8 +160,8 @@ class Features:
     `build(rows, context)` takes validated entity rows and a mapping of lookup-source name to its validated rows,
     and returns one row per entity row, in order: `id_column`, `time_column` (the entity's date) and the
     `categorical` and `numeric` feature columns. `row`, optional, is the same definition for one request row in
-    plain Python (`row(record, lookups)`), the server's fast path; the framework checks it equals `build` before
-    a model trained on it is registered.
+    plain Python (`row(record, lookups)`, `lookups[source][key values]` the lookup row), the server's fast path;
+    the engine checks it equals `build` on rows of every partition (a check of the features asset).
     """
 
     build: Any

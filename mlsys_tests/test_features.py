@@ -165,3 +165,27 @@ def test_row_features_equal_build_features_on_every_flight(shipped_days, tmp_pat
         repeated["hour"])).sum() == 3
     assert set(expected["dep_hour_band"]) == {"night", "morning", "afternoon", "evening"}
     assert (expected["sched_arr_minute"] < expected["sched_dep_minute"]).any()
+
+
+def test_the_engine_checks_the_declared_row_path_against_the_table_one(shipped_days) -> None:
+    """`core.featurize.row_parity`, run by the features asset on every partition: the flights row path agrees on
+    real rows (with the weather as the lookup source's rows); a row path that is wrong in one column is caught,
+    naming the column."""
+    import dataclasses
+
+    from mlsys_assets.core.featurize import build_features, row_parity
+    from mlsys_assets.systems.flights.features import row
+
+    flights, weather = shipped_days
+    flights = flights[flights["parse_errors"].isna()].reset_index(drop=True)
+    context = {"weather": weather}
+    table = build_features(FLIGHTS_SYSTEM, flights, context)
+    compared, problems = row_parity(FLIGHTS_SYSTEM, flights, table, context)
+    assert compared == 200 and problems == []
+
+    def off_by_one(record, lookups):
+        return {**row(record, lookups), "distance": float(record["distance"]) + 1}
+
+    broken = dataclasses.replace(FLIGHTS_SYSTEM, features=dataclasses.replace(FLIGHTS_SYSTEM.features, row=off_by_one))
+    compared, problems = row_parity(broken, flights, table, context)
+    assert compared == 200 and len(problems) == 10 and all("'distance'" in p for p in problems)

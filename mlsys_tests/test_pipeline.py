@@ -48,6 +48,7 @@ def test_days_flow_through_and_a_rerun_changes_nothing(defs, instance, mlsys_hom
     assert materialization.partition == DAYS[1]
     assert materialization.metadata["dagster/row_count"].value == before["validated_flights"]
     assert check_results(instance, "validated_flights", "no_rows_lost") == [True, True]
+    assert check_results(instance, "features", "row_path_equals_table_path") == [True, True]  # the engine ran it
 
 
 def test_a_corrupt_file_fails_its_day_only(defs, instance, mlsys_home: Path) -> None:

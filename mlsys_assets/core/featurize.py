@@ -4,7 +4,7 @@ model's input matrix, and the parity of the declared row-wise executor with the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,21 +77,37 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
-def row_parity(system: System, records: Sequence[Mapping[str, Any]], table: pd.DataFrame,
-               lookups: Mapping[str, Any]) -> list[str]:
-    """Where the declared row-wise executor disagrees with the table one (empty when they agree): each record is
-    featurized by `features.row` and compared, column by column, with the same row of `table`."""
+def lookup_rows(system: System, context: Mapping[str, pd.DataFrame]) -> dict[str, dict[tuple, dict[str, Any]]]:
+    """The lookup sources' rows as the row path takes them: per source, its key values (a tuple in `lookup_key`
+    order) -> the row as a mapping; the first row of a key, as a table join keeps it."""
+    found: dict[str, dict[tuple, dict[str, Any]]] = {}
+    for source in system.lookups:
+        rows: dict[tuple, dict[str, Any]] = {}
+        for record in context[source.name].to_dict("records"):
+            rows.setdefault(tuple(record[c] for c in source.lookup_key), record)
+        found[source.name] = rows
+    return found
+
+
+def row_parity(system: System, rows: pd.DataFrame, table: pd.DataFrame, context: Mapping[str, pd.DataFrame],
+               sample: int = 200) -> tuple[int, list[str]]:
+    """Where the declared row-wise executor disagrees with the table one: up to `sample` entity rows (spread over
+    the partition) featurized by `features.row` and compared, column by column, with the same rows of `table`
+    (built by `features.build`). Returns the rows compared and the disagreements (at most 10)."""
     spec = system.features
-    if spec.row is None:
-        return []
-    row_features = spec.row.resolve()
+    if spec.row is None or not len(rows):
+        return 0, []
+    row_features, lookups = spec.row.resolve(), lookup_rows(system, context)
+    step = max(1, len(rows) // sample)
+    positions = list(range(0, len(rows), step))[:sample]
+    records = rows.iloc[positions].astype(object).where(rows.iloc[positions].notna(), None).to_dict("records")
     problems: list[str] = []
-    for index, record in enumerate(records):
+    for index, record in zip(positions, records, strict=True):
         got = row_features(record, lookups)
         for column in (spec.id_column, *spec.columns):
             expected = table[column].iloc[index]
             if not _same(got.get(column), expected):
                 problems.append(f"row {index}, column {column!r}: row path {got.get(column)!r}, table {expected!r}")
                 if len(problems) >= 10:
-                    return problems
-    return problems
+                    return len(positions), problems
+    return len(positions), problems

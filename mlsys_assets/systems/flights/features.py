@@ -10,8 +10,8 @@ The definition has two executors, kept side by side here and sharing their const
 - `features` (`build_features`), with pandas, for tables: training, batch scoring and large server requests;
 - `row` (`row_features`), with plain Python, for one validated request row: the server's fast path for small
   requests, where pandas' per-call overhead would cost more than the whole computation.
-The engine checks them equal on every candidate's holdout before the candidate is registered, and
-mlsys_tests/test_features.py on every flight of several real days.
+The engine checks them equal on rows of every partition (the features asset's `row_path_equals_table_path`
+check), and mlsys_tests/test_features.py on every flight of several real days.
 """
 
 from __future__ import annotations
@@ -102,9 +102,13 @@ def features(flights: pd.DataFrame, context: Mapping[str, pd.DataFrame]) -> pd.D
     return build_features(flights, context["weather"])
 
 
-def row(record: Mapping[str, Any], lookups: Mapping[str, Mapping[tuple, Sequence[float | None]]]) -> dict[str, Any]:
-    """The declared row-wise definition: `row_features` with the published weather as lookup."""
-    return row_features(record, lookups["weather"])
+def row(record: Mapping[str, Any], lookups: Mapping[str, Mapping[tuple, Mapping[str, Any]]]) -> dict[str, Any]:
+    """The declared row-wise definition: `row_features`, the weather looked up by the flight's `WEATHER_KEY` among
+    the lookup source's rows (`lookups["weather"]`: key -> the observation as a mapping)."""
+    key = weather_key(record)
+    observed = lookups["weather"].get(key)
+    found = {} if observed is None else {key: tuple(observed.get(column) for column in WEATHER_FEATURES)}
+    return row_features(record, found)
 
 
 def build_features(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:

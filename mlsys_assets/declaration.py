@@ -261,6 +261,9 @@ TUNABLE: dict[tuple[str, str], str] = {
     ("gate", "floor"): "What a first model must reach on the gate's metric.",
     ("gate", "tolerance"): "Largest regression allowed on any slice.",
     ("gate", "slice_min_rows"): "Slices with fewer holdout rows are not judged.",
+    ("gate", "slices"): "Feature columns whose slices the gate judges, comma-separated.",
+    ("monitoring", "ignore"): "Feature columns left out of drift, comma-separated.",
+    ("monitoring", "day_level"): "Feature columns judged by their Wasserstein shift alone, comma-separated.",
     ("monitoring", "drifted_share"): "A partition has drifted when more than this share of monitored columns did.",
     ("monitoring", "day_level_wasserstein"): "Shift, in reference standard deviations, past which a day-level "
                                              "column drifted.",
@@ -338,6 +341,8 @@ class System:
         import json
 
         def shown(value: Any) -> str:
+            if isinstance(value, tuple):
+                return ",".join(value)
             return json.dumps(value) if isinstance(value, dict) else str(value)
 
         return [(self.env_var(section, name), shown(getattr(getattr(self, section), name)), meaning)
@@ -354,7 +359,12 @@ class System:
                 continue
             current = getattr(getattr(self, section), name)
             try:
-                value = {**current, **_json_object(raw)} if isinstance(current, dict) else type(current)(raw)
+                if isinstance(current, dict):
+                    value = {**current, **_json_object(raw)}
+                elif isinstance(current, tuple):
+                    value = tuple(part.strip() for part in raw.split(",") if part.strip())
+                else:
+                    value = type(current)(raw)
             except ValueError as exc:
                 expected = "a JSON object" if isinstance(current, dict) else type(current).__name__
                 raise DeclarationError(f"{variable}={raw!r}: expected {expected}") from exc

@@ -96,7 +96,8 @@ FLIGHTS_SETTINGS = {
     "MLSYS_FLIGHTS_START", "MLSYS_FLIGHTS_END", "MLSYS_FLIGHTS_THRESHOLD", "MLSYS_FLIGHTS_LABEL_DELAY",
     "MLSYS_FLIGHTS_PARAMS", "MLSYS_FLIGHTS_WINDOW", "MLSYS_FLIGHTS_HOLDOUT", "MLSYS_FLIGHTS_MIN_IMPROVEMENT",
     "MLSYS_FLIGHTS_FLOOR",
-    "MLSYS_FLIGHTS_TOLERANCE", "MLSYS_FLIGHTS_SLICE_MIN_ROWS", "MLSYS_FLIGHTS_DRIFTED_SHARE",
+    "MLSYS_FLIGHTS_TOLERANCE", "MLSYS_FLIGHTS_SLICE_MIN_ROWS", "MLSYS_FLIGHTS_SLICES", "MLSYS_FLIGHTS_IGNORE",
+    "MLSYS_FLIGHTS_DAY_LEVEL", "MLSYS_FLIGHTS_DRIFTED_SHARE",
     "MLSYS_FLIGHTS_DAY_LEVEL_WASSERSTEIN", "MLSYS_FLIGHTS_DAY_LEVEL_MISSING_RATE", "MLSYS_FLIGHTS_ROLLING_DAYS",
     "MLSYS_FLIGHTS_MIN_LIVE", "MLSYS_FLIGHTS_MAX_DROP", "MLSYS_FLIGHTS_COST_MISSED",
     "MLSYS_FLIGHTS_COST_FALSE_ALARM", "MLSYS_FLIGHTS_COST_PER_UNIT", "MLSYS_FLIGHTS_PERFORMANCE_WINDOW",
@@ -146,13 +147,16 @@ def test_settings_rows_list_every_tunable(clean_env: pytest.MonkeyPatch) -> None
     for (section, name), (env, default, meaning) in zip(TUNABLE, rows, strict=True):
         assert env == f"MLSYS_FLIGHTS_{name.upper()}"
         value = getattr(getattr(FLIGHTS, section), name)
-        assert default == (json.dumps(value) if isinstance(value, dict) else str(value))
+        assert default == (json.dumps(value) if isinstance(value, dict) else ",".join(value)
+                           if isinstance(value, tuple) else str(value))
         assert meaning
     # each one is applied by with_env: the variable changes its field
     for (section, name), (env, _, _) in zip(TUNABLE, rows, strict=True):
         value = getattr(getattr(FLIGHTS, section), name)
         if isinstance(value, dict):
             raw, want = '{"max_iter": 7}', {**value, "max_iter": 7}
+        elif isinstance(value, tuple):
+            raw, want = "carrier, origin", ("carrier", "origin")
         elif isinstance(value, float):
             raw, want = "0.25", 0.25
         elif isinstance(value, int):
@@ -193,3 +197,11 @@ def test_partition_keys_are_dagsters(grain: str, start: str, end: str) -> None:
     assert ours == dagsters
     assert ours and all(is_key(grain, key) and key_in_range(grain, key, start, end) for key in ours)
     assert ours[0][:10] >= start and ours[-1][:10] <= end  # every partition starts within the dates
+
+
+def test_a_list_setting_is_checked_against_the_declaration() -> None:
+    tuned = FLIGHTS.with_env({"MLSYS_FLIGHTS_SLICES": "carrier"})
+    assert tuned.gate.slices == ("carrier",)
+    wrong = r"gate\.slices: 'tailnum' is not a feature column .*MLSYS_FLIGHTS_SLICES"
+    with pytest.raises(DeclarationError, match=wrong):
+        FLIGHTS.with_env({"MLSYS_FLIGHTS_SLICES": "carrier,tailnum"})

@@ -22,7 +22,6 @@ REGISTRATION = {PACKAGE / "systems" / "__init__.py": "the list of declared syste
 NOT_YET_GENERATED = {
     PACKAGE / "core" / "serving.py": "request rules, weather lookups and feature calls of flights (issue 16)",
     PACKAGE / "core" / "online.py": "the weather store and prediction log columns of flights (issue 16)",
-    PACKAGE / "core" / "rowmodel.py": "compiled for the flights feature columns (issue 16)",
 }
 
 

@@ -119,3 +119,25 @@ def test_what_cannot_be_compiled_gives_none(training: pd.DataFrame) -> None:
     assert compile_pipeline(hgb.named_steps["classify"]) is None  # the classifier without its encoding
     assert compile_pipeline(object()) is None
     assert compile_pipeline(build_pipeline(FLIGHTS_SYSTEM, **PARAMS)) is None  # not fitted
+
+
+def test_a_pipeline_of_other_columns_compiles_too() -> None:
+    """The compiled model reads its columns off the fitted pipeline: any declared system's binary model compiles,
+    and gives predict_proba's probabilities."""
+    import numpy as np
+
+    from mlsys_assets.core.model import hist_gradient_boosting
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"shop": rng.choice(["a", "b", "c"], 600), "price": rng.normal(10, 3, 600),
+                          "stock": rng.integers(0, 50, 600).astype("float64")})
+    frame.loc[::17, "price"] = np.nan
+    target = ((frame["price"].fillna(10) > 10) ^ (frame["shop"] == "b")).astype(int)
+    pipeline = hist_gradient_boosting(["shop"], ["price", "stock"], max_iter=30).fit(frame, target)
+    compiled = compile_pipeline(pipeline)
+    assert compiled is not None
+    rows = [*frame.astype(object).where(frame.notna(), None).to_dict("records")[:50],
+            {"shop": "never seen", "price": None, "stock": 3.0}]
+    expected = pipeline.predict_proba(pd.DataFrame(rows).astype({"shop": "str", "price": "float64",
+                                                                  "stock": "float64"}))[:, 1]
+    assert max(abs(a - b) for a, b in zip(compiled.probabilities(rows), expected, strict=True)) <= 1e-12

@@ -1,6 +1,6 @@
 """The champion pipeline compiled for one row at a time: plain Python lists and dicts, no NumPy or pandas per call.
 
-`delay_probability` on one feature row costs ~10 ms, nearly all of it scikit-learn's and pandas' per-call
+`core.model.scores` on one feature row costs ~10 ms, nearly all of it scikit-learn's and pandas' per-call
 validation and conversion; the arithmetic is ~200 tree walks. `compile_pipeline` reads a fitted pipeline
 (`core.model.build_pipeline`'s hist_gradient_boosting: ColumnTransformer(OrdinalEncoder, VarianceThreshold) +
 HistGradientBoostingClassifier) once, and `RowModel.probability` then walks the trees in pure Python, as
@@ -19,7 +19,8 @@ scikit-learn's `_predictor.pyx` does:
 So the probabilities equal `predict_proba`'s (mlsys_tests/test_rowmodel.py holds them to 1e-12, and
 `compile_pipeline` checks a few synthetic rows itself before returning). Anything else (logistic regression,
 the baseline, a pipeline of another shape, a multiclass model) compiles to None: callers keep the usual path.
-scikit-learn is imported only inside `compile_pipeline`.
+scikit-learn is imported only inside `compile_pipeline`. The columns are the ones the pipeline was fitted on
+(its ColumnTransformer's `feature_names_in_`), so any declared system's model compiles the same way.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from mlsys_assets.systems.flights.features import FEATURE_COLUMNS  # flights-bound until issue 16
 
 log = logging.getLogger("mlsys.rowmodel")
 
@@ -66,7 +65,7 @@ class Forest:
 
 @dataclass(frozen=True)
 class RowModel:
-    """P(is_delayed) for one feature row (a mapping holding `FEATURE_COLUMNS`), equal to `predict_proba`'s."""
+    """P(positive) for one feature row (a mapping holding the pipeline's columns), equal to `predict_proba`'s."""
 
     inputs: tuple[Input, ...]
     baseline: float
@@ -185,13 +184,14 @@ def _column_transformer_inputs(encode: Any) -> list[Input]:
 
     if getattr(encode, "sparse_output_", False):
         raise NotCompilable("sparse ColumnTransformer output")
-    if list(getattr(encode, "feature_names_in_", ())) != list(FEATURE_COLUMNS):
-        raise NotCompilable("the ColumnTransformer was not fitted on FEATURE_COLUMNS")
+    fitted = [str(c) for c in getattr(encode, "feature_names_in_", ())]
+    if not fitted:
+        raise NotCompilable("the ColumnTransformer was not fitted on named columns")
     outputs: list[tuple[int, list[Input]]] = []
     for name, transformer, columns in encode.transformers_:
         if transformer == "drop":
             continue
-        names = _column_names(columns)
+        names = _column_names(columns, fitted)
         if transformer == "passthrough":
             produced = [Input(c, None) for c in names]
         elif isinstance(transformer, OrdinalEncoder):
@@ -208,9 +208,9 @@ def _column_transformer_inputs(encode: Any) -> list[Input]:
     return [spec for _, produced in sorted(outputs, key=lambda part: part[0]) for spec in produced]
 
 
-def _column_names(columns: Any) -> list[str]:
+def _column_names(columns: Any, fitted: Sequence[str]) -> list[str]:
     names = [columns] if isinstance(columns, str) else list(columns)
-    if not all(isinstance(c, str) and c in FEATURE_COLUMNS for c in names):
+    if not all(isinstance(c, str) and c in fitted for c in names):
         raise NotCompilable(f"columns selected by other than feature names: {names!r}")
     return names
 
@@ -319,9 +319,14 @@ def _forest(classify: Any, feature_known: list[int]) -> Forest:
 def _self_check(model: Any, compiled: RowModel) -> float:
     """The largest difference from `predict_proba` on synthetic rows that take every branch kind."""
     import pandas as pd
+    from sklearn.preprocessing import OrdinalEncoder
 
-    from mlsys_assets.systems.flights.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-
+    encode = model.steps[0][1]
+    columns = [str(c) for c in encode.feature_names_in_]
+    encoded = {c for _, transformer, selected in encode.transformers_ if isinstance(transformer, OrdinalEncoder)
+               for c in ([selected] if isinstance(selected, str) else selected)}
+    categorical = [c for c in columns if c in encoded]
+    numeric = [c for c in columns if c not in encoded]
     thresholds: dict[str, list[float]] = {}
     forest = compiled.forest
     readers = [spec.source for spec in compiled.inputs]
@@ -332,20 +337,20 @@ def _self_check(model: Any, compiled: RowModel) -> float:
     count = max([len(s.table) for s in compiled.inputs if s.table] + [8]) + 2
     for i in range(count):
         row: dict[str, Any] = {}
-        for spec_column in CATEGORICAL_FEATURES:
+        for spec_column in categorical:
             spec = next((s for s in compiled.inputs if s.source == spec_column and s.table), None)
             known = list(spec.table) if spec else []
             choices = [*known, "never seen", None]
             row[spec_column] = choices[(i * 7 + len(row)) % len(choices)]
-        for column in NUMERIC_FEATURES:
+        for column in numeric:
             cuts = sorted(set(thresholds.get(column, [0.0])))
             pick = cuts[(i * 5 + len(row)) % len(cuts)]
-            row[column] = (NAN, pick, pick + 1e-9, pick - 1e-9)[i % 4] if column != "weather_missing" else float(i % 2)
+            row[column] = (NAN, pick, pick + 1e-9, pick - 1e-9)[i % 4]
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(FEATURE_COLUMNS))
-    for column in CATEGORICAL_FEATURES:
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in categorical:
         frame[column] = frame[column].astype("str")
-    for column in NUMERIC_FEATURES:
+    for column in numeric:
         frame[column] = frame[column].astype("float64")
     expected = model.predict_proba(frame)[:, 1].tolist()
     rows = frame.astype(object).where(frame.notna(), None).to_dict("records")

@@ -24,21 +24,31 @@ def landed_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return landing
 
 
-@pytest.fixture
-def mlsys_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed_days: Path) -> Path:
-    """A fresh MLSYS_HOME holding the landed days; every MLSYS_* variable from outside is cleared."""
+def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landing: Path | None = None,
+               systems: str | None = None) -> Path:
+    """A fresh MLSYS_HOME (with a copy of `landing`, serving `systems` when given) and its Dagster instance;
+    every MLSYS_* variable from outside is cleared."""
     import os
 
     for name in list(os.environ):
         if name.startswith("MLSYS_"):
             monkeypatch.delenv(name)
     home = tmp_path / "mlsys"
-    shutil.copytree(landed_days, home / "landing")
+    if landing is not None:
+        shutil.copytree(landing, home / "landing")
     monkeypatch.setenv("MLSYS_HOME", str(home))
+    if systems is not None:
+        monkeypatch.setenv("MLSYS_SYSTEMS", systems)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     prepare_dagster_home()  # sets DAGSTER_HOME to home/dagster for this test
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     return home
+
+
+@pytest.fixture
+def mlsys_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed_days: Path) -> Path:
+    """A fresh MLSYS_HOME holding the landed days."""
+    return fresh_home(tmp_path, monkeypatch, landing=landed_days)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetCheckKey, AssetKey
 
-from mlsys_tests.conftest import query, uncommented
+from mlsys_tests.conftest import fresh_home, query, uncommented
 
 HERE = Path(__file__).resolve().parent
 DECLARATIONS = {"python": "mlsys_tests.meters_system:meters", "yaml": str(HERE / "meters_defs" / "defs.yaml")}
@@ -22,18 +22,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 @pytest.fixture(params=sorted(DECLARATIONS))
 def meters_home(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh MLSYS_HOME whose code location serves only the meters system, declared one way or the other."""
-    from mlsys_assets.instance import prepare_dagster_home
-
-    for name in list(os.environ):
-        if name.startswith("MLSYS_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "mlsys"
-    monkeypatch.setenv("MLSYS_HOME", str(home))
-    monkeypatch.setenv("MLSYS_SYSTEMS", DECLARATIONS[request.param])
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    prepare_dagster_home()
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    return home
+    return fresh_home(tmp_path, monkeypatch, systems=DECLARATIONS[request.param])
 
 
 def test_the_yaml_declaration_is_the_python_one() -> None:
@@ -189,25 +178,14 @@ def test_a_declared_hourly_regression_system_runs_end_to_end(meters_home: Path) 
 @pytest.mark.slow
 def test_two_systems_live_side_by_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landed_days: Path) -> None:
     """Flights and meters in one code location: every name namespaced, each run writes only its own schema."""
-    import shutil
-
     from dagster import DagsterInstance
 
     from mlsys_assets.definitions import build_defs
-    from mlsys_assets.instance import prepare_dagster_home
     from mlsys_assets.systems import declared_systems
     from mlsys_tests.conftest import DAYS
 
-    for name in list(os.environ):
-        if name.startswith("MLSYS_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "mlsys"
-    shutil.copytree(landed_days, home / "landing")
-    monkeypatch.setenv("MLSYS_HOME", str(home))
-    monkeypatch.setenv("MLSYS_SYSTEMS", f"mlsys_assets.systems.flights.declaration:flights,{DECLARATIONS['yaml']}")
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    prepare_dagster_home()
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    home = fresh_home(tmp_path, monkeypatch, landing=landed_days,
+                      systems=f"mlsys_assets.systems.flights.declaration:flights,{DECLARATIONS['yaml']}")
     flights, meters = declared_systems()
     _land(home, meters, ["2024-03-01-00:00"], shift_from="2099-01-01-00:00")
 

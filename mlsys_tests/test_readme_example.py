@@ -3,7 +3,6 @@ declared, and a few hours of generated readings go through the generated graph."
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -33,18 +32,9 @@ def energy_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def energy_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, energy_package: Path) -> Path:
-    from mlsys_assets.instance import prepare_dagster_home
+    from mlsys_tests.conftest import fresh_home
 
-    for name in list(os.environ):
-        if name.startswith("MLSYS_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "mlsys"
-    monkeypatch.setenv("MLSYS_HOME", str(home))
-    monkeypatch.setenv("MLSYS_SYSTEMS", "my_team.energy:energy")
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    prepare_dagster_home()
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    return home
+    return fresh_home(tmp_path, monkeypatch, systems="my_team.energy:energy")
 
 
 def test_the_yaml_block_declares_the_python_block(energy_package: Path, tmp_path: Path) -> None:

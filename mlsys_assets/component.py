@@ -27,26 +27,28 @@ from pydantic import Field
 
 from mlsys_assets.declaration import Features, Gate, Model, Monitoring, Partitions, Prediction, Source, System
 
+# The sections mirror the declaration's dataclasses; their defaults are the dataclasses' own (one place each).
+
 
 class SourceModel(dg.Model):
     name: str
     schema_: str = Field(alias="schema", description="The pandera DataFrameModel, `package.module:Class`.")
     key: list[str]
     partition_by: str = Field(description="A column, or `package.module:function` of the rows.")
-    format: Literal["csv", "parquet"] = "csv"
+    format: Literal["csv", "parquet"] = Source.format
     lookup_key: list[str] = Field(default_factory=list)
     check_columns: dict[str, list[str]] = Field(default_factory=dict)
-    description: str = ""
+    description: str = Source.description
 
 
 class PredictionModel(dg.Model):
     entity: str
     label: str
-    task: Literal["binary", "regression"] = "binary"
+    task: Literal["binary", "regression"] = Prediction.task
     label_from: str | None = None
-    label_delay: int = 1
+    label_delay: int = Prediction.label_delay
     outcome_columns: list[str] = Field(default_factory=list)
-    threshold: float = 0.5
+    threshold: float = Prediction.threshold
 
 
 class FeaturesModel(dg.Model):
@@ -59,50 +61,50 @@ class FeaturesModel(dg.Model):
 
 
 class ModelModel(dg.Model):
-    factory: str = "mlsys_assets.core.model:hist_gradient_boosting"
+    factory: str = Model.factory
     params: dict[str, Any] = Field(default_factory=dict)
     baseline_by: list[str] = Field(default_factory=list)
-    window: int = 60
-    holdout: int = 7
-    registered_name: str = ""
+    window: int = Model.window
+    holdout: int = Model.holdout
+    registered_name: str = Model.registered_name
 
 
 class GateModel(dg.Model):
-    metric: str = "roc_auc"
-    min_improvement: float = 0.002
-    floor: float = 0.6
+    metric: str = Gate.metric
+    min_improvement: float = Gate.min_improvement
+    floor: float = Gate.floor
     slices: list[str] = Field(default_factory=list)
-    tolerance: float = 0.05
-    slice_min_rows: int = 500
+    tolerance: float = Gate.tolerance
+    slice_min_rows: int = Gate.slice_min_rows
 
 
 class MonitoringModel(dg.Model):
     ignore: list[str] = Field(default_factory=list)
     day_level: list[str] = Field(default_factory=list)
-    drifted_share: float = 0.15
-    day_level_wasserstein: float = 3.0
-    day_level_missing_rate: float = 0.9
-    rolling_days: int = 7
-    min_live: float = 0.6
-    max_drop: float = 0.05
-    cost_missed: float = 1.0
-    cost_false_alarm: float = 1.0
-    cost_per_unit: float = 1.0
-    performance_window: str = "rolling"
+    drifted_share: float = Monitoring.drifted_share
+    day_level_wasserstein: float = Monitoring.day_level_wasserstein
+    day_level_missing_rate: float = Monitoring.day_level_missing_rate
+    rolling_days: int = Monitoring.rolling_days
+    min_live: float = Monitoring.min_live
+    max_drop: float = Monitoring.max_drop
+    cost_missed: float = Monitoring.cost_missed
+    cost_false_alarm: float = Monitoring.cost_false_alarm
+    cost_per_unit: float = Monitoring.cost_per_unit
+    performance_window: str = Monitoring.performance_window
 
 
 class PartitionsModel(dg.Model):
-    grain: Literal["hourly", "daily", "weekly"] = "daily"
-    start: str = "2013-01-01"
-    end: str = "2013-12-31"
+    grain: Literal["hourly", "daily", "weekly"] = Partitions.grain
+    start: str = Partitions.start
+    end: str = Partitions.end
 
 
 class MlsysSystem(dg.Component, dg.Model, dg.Resolvable):
     """A whole ML system declared in YAML: the engine generates its assets, checks, jobs, sensors and schedules."""
 
     name: str
-    description: str = ""
-    owners: list[str] = Field(default_factory=lambda: ["team:ml-platform"])
+    description: str = System.description
+    owners: list[str] = Field(default_factory=lambda: list(System.owners))
     sources: list[SourceModel]
     prediction: PredictionModel
     features: FeaturesModel
@@ -111,11 +113,13 @@ class MlsysSystem(dg.Component, dg.Model, dg.Resolvable):
     monitoring: MonitoringModel = MonitoringModel()
     partitions: PartitionsModel = PartitionsModel()
     default_data: str | None = None
+    demo: list[str] = Field(default_factory=list)
 
     def to_system(self) -> System:
         """The declaration (checked as a Python one is: a problem names the field)."""
         return System(
             name=self.name, description=self.description, owners=self.owners, default_data=self.default_data,
+            demo=self.demo,
             sources=[Source(name=s.name, schema=s.schema_, key=s.key, partition_by=s.partition_by, format=s.format,
                             lookup_key=s.lookup_key, check_columns=s.check_columns, description=s.description)
                      for s in self.sources],

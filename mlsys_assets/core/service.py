@@ -132,16 +132,22 @@ def typed_frame(system: "System", rows: list[dict]) -> "pd.DataFrame":
     return frame
 
 
-def validate(system: "System", frame: "pd.DataFrame") -> None:
-    """The entity schema's rules on the request rows (its key's uniqueness aside: a request may repeat a row)."""
+def request_schema(system: "System") -> Any:
+    """The entity schema as requests are checked by it: its key's uniqueness aside (a request may repeat a row).
+    Built once per service (a copy of a pandera schema costs milliseconds)."""
     import copy
-
-    import pandera.errors
 
     from mlsys_assets.core.sources import schema_for
 
     schema = copy.deepcopy(schema_for(system.entity))
     schema.unique = None
+    return schema
+
+
+def validate(system: "System", frame: "pd.DataFrame", schema: Any) -> None:
+    """`request_schema`'s rules on the request rows; failures on outcome columns (unknown when predicting) aside."""
+    import pandera.errors
+
     outcome = set(system.prediction.outcome_columns)
     try:
         schema.validate(frame, lazy=True)
@@ -221,13 +227,14 @@ class Champion:
         return RateBaseline.from_frame(rates, self.system.model.baseline_by)
 
 
-def answer(system: "System", champion: Champion, body: bytes, directory: Path, max_rows: int) -> tuple[dict, str]:
+def answer(system: "System", schema: Any, champion: Champion, body: bytes, directory: Path,
+           max_rows: int) -> tuple[dict, str]:
     """The predictions of a request body (MLflow's `{"predictions": [...]}`) and the model version that made them."""
     from mlsys_assets.core.featurize import build_features
     from mlsys_assets.core.model import scores
 
     frame = typed_frame(system, records(body, max_rows))
-    validate(system, frame)
+    validate(system, frame, schema)
     features = build_features(system, frame, lookups(system, frame, directory))
     used = champion.current()
     values = scores(system, used.model, features)
@@ -247,7 +254,7 @@ def build_app(system: "System", directory: Path, max_rows: int = 10_000, max_bod
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse
 
-    champion = Champion(system, poll_seconds)
+    champion, schema = Champion(system, poll_seconds), request_schema(system)
     app = FastAPI(title=f"mlsys: {system.name}", description=system.description)
 
     @app.get("/ping")
@@ -270,7 +277,7 @@ def build_app(system: "System", directory: Path, max_rows: int = 10_000, max_bod
         if len(body) > max_body_bytes:
             return JSONResponse(BadRequest(f"the body is over {max_body_bytes} bytes").body(), status_code=413)
         try:
-            result, used = await run_in_threadpool(answer, system, champion, body, directory, max_rows)
+            result, used = await run_in_threadpool(answer, system, schema, champion, body, directory, max_rows)
         except BadRequest as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         return JSONResponse(result, headers={"X-Model-Version": used, "X-Model-Name": system.model_name})

@@ -89,11 +89,16 @@ def store_sensor_tick(instance: Any, origin: Any, *, sensor_type: str, cursor: s
                                 cursor=cursor if cursor is not None else sensor_cursor(instance, origin),
                                 last_tick_start_timestamp=started, sensor_type=SensorType(sensor_type),
                                 last_tick_success_timestamp=now)
+    from dagster import DagsterInvariantViolationError
+
     state = sensor_state(instance, origin)
     if state is None:
-        instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR,
-                                                      InstigatorStatus.DECLARED_IN_CODE, data))
-    else:
+        try:
+            instance.add_instigator_state(InstigatorState(origin, InstigatorType.SENSOR,
+                                                          InstigatorStatus.DECLARED_IN_CODE, data))
+        except DagsterInvariantViolationError:  # another process added it between the read and the add
+            state = sensor_state(instance, origin)
+    if state is not None:
         instance.update_instigator_state(state.with_data(data))
     status = TickStatus.SUCCESS if run_ids else TickStatus.SKIPPED
     instance.create_tick(TickData(

@@ -120,17 +120,11 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The flights system's own server (until issue 16 moves it) or the declared systems' scoring service."""
-    from mlsys_assets.core import serving
-    from mlsys_assets.systems import system_named
+    """Every declared system's scoring service (`core.server.command`), a route per system."""
+    from mlsys_assets.core.server.command import main
 
-    system = system_named(args.system)
-    port = args.port if args.port is not None else int(setting("MLSYS_SERVE_PORT"))
-    if serving.serves(system.name) and args.host == "127.0.0.1":
-        return serving.main(["--port", str(port)])
-    from mlsys_assets.core.service import serve
-
-    return serve(system, args.host, port)
+    argv = [*(f"--system={name}" for name in args.system or ()), f"--host={args.host}"]
+    return main(argv + ([f"--port={args.port}"] if args.port is not None else []))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     mlflow_ui.add_argument("--port", type=int, default=5000)
     mlflow_ui.set_defaults(func=cmd_mlflow_ui)
     serve = sub.add_parser("serve", help="serve a system's @champion over HTTP (MLflow's scoring protocol)")
-    serve.add_argument("--system", help="the declared system to serve (default: the first declared)")
+    serve.add_argument("--system", action="append", help="a declared system to serve (repeat for several; default: "
+                                                         "every declared system, the first also at /invocations)")
     serve.add_argument("--port", type=int, help="port (default: MLSYS_SERVE_PORT or 5001)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: local only)")
     serve.set_defaults(func=cmd_serve)

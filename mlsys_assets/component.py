@@ -39,6 +39,7 @@ class SourceModel(dg.Model):
     lookup_key: list[str] = Field(default_factory=list)
     check_columns: dict[str, list[str]] = Field(default_factory=dict)
     description: str = Source.description
+    row_checks: dict[str, str] = Field(default_factory=dict, description="A rule's row-wise twin, by dotted path.")
 
 
 class PredictionModel(dg.Model):
@@ -49,6 +50,7 @@ class PredictionModel(dg.Model):
     label_delay: int = Prediction.label_delay
     outcome_columns: list[str] = Field(default_factory=list)
     threshold: float = Prediction.threshold
+    request_columns: list[str] = Field(default_factory=list)
 
 
 class FeaturesModel(dg.Model):
@@ -121,7 +123,8 @@ class MlsysSystem(dg.Component, dg.Model, dg.Resolvable):
             name=self.name, description=self.description, owners=self.owners, default_data=self.default_data,
             demo=self.demo,
             sources=[Source(name=s.name, schema=s.schema_, key=s.key, partition_by=s.partition_by, format=s.format,
-                            lookup_key=s.lookup_key, check_columns=s.check_columns, description=s.description)
+                            lookup_key=s.lookup_key, check_columns=s.check_columns, description=s.description,
+                            row_checks=s.row_checks)
                      for s in self.sources],
             prediction=Prediction(**self.prediction.model_dump()),
             features=Features(**self.features.model_dump()),

@@ -57,6 +57,16 @@ def problems(system: System) -> Iterator[str]:
     reserved = {features.id_column, features.time_column, system.prediction.label, "partition_date", "split"}
     for column in sorted(reserved & set(columns)):
         yield f"features: {column!r} is a key, the label or an engine column, not a feature"
+    for column in system.prediction.request_columns:
+        if column in system.prediction.outcome_columns:
+            yield f"prediction.request_columns: {column!r} is an outcome column; a request cannot know it"
+    for source in system.sources:
+        for name, ref in source.row_checks.items():
+            if name not in source.check_columns:
+                yield (f"sources.{source.name}.row_checks: {name!r} has no check_columns entry (the server must know "
+                       "which columns the rule reads)")
+            if ref.problem():
+                yield f"sources.{source.name}.row_checks.{name}: {ref.problem()}"
     for column in system.prediction.outcome_columns:
         if column in columns:
             yield f"features: {column!r} is an outcome column (known only afterwards), it cannot be a feature"

@@ -64,7 +64,7 @@ def serving_assets(names: Names) -> list[AssetsDefinition]:
         if rates is None:
             context.log.warning("no baseline_rates table yet (materialize training_set): nothing published")
             return MaterializeResult(metadata={"published": False})
-        path = publish_baseline(rates, system=names.name)
+        path = publish_baseline(rates, names.name)
         return MaterializeResult(metadata={
             **table_metadata(rates),
             "published": True,
@@ -83,22 +83,26 @@ def serving_assets(names: Names) -> list[AssetsDefinition]:
     )
     @accounted
     def served_predictions(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-        """Every prediction `mlsys serve` answered (and shadow-scored) for flights of the day, from its JSON-lines log
-        (`<MLSYS_PREDICTION_LOG_DIR>/<day>/*.jsonl`): request, features, probability, model version, role, latency.
-        Rematerializing a day replaces it with what the log holds now."""
-        from mlsys_assets.core.online import prediction_log_dir, read_prediction_log
+        """Every prediction `mlsys serve` answered (and shadow-scored) for the partition's entities, from its JSON-lines
+        log (`<MLSYS_PREDICTION_LOG_DIR>/<system>/<partition>/*.jsonl`): request, features, score, model version,
+        role, latency. Rematerializing a partition replaces it with what the log holds now."""
+        from mlsys_assets.core.online import prediction_log_dir
+        from mlsys_assets.core.server.predictionlog import read_prediction_log
 
         day = context.partition_key
-        frame, read = read_prediction_log(day)
+        spec = system.features
+        folder = prediction_log_dir() / names.name
+        frame, read = read_prediction_log(day, folder, spec.categorical, spec.numeric, spec.id_column,
+                                          system.score_column)
         with warehouse.get_connection(names.system) as con:
             replace_partitions(con, [PartitionWrite("served_predictions", frame, day)])
         if read["bad_lines"]:
-            context.log.warning(f"{read['bad_lines']} log lines for {day} were not whole JSON and were skipped")
+            context.log.warning(f"{read['bad_lines']} log lines for {day} were not whole records and were skipped")
         champion = frame[frame["role"] == "champion"]
         models = frame.groupby(["role", "model_version"]).size().rename("rows").reset_index()
         return MaterializeResult(metadata={
             **table_metadata(frame.drop(columns=["request"])),
-            "log_dir": MetadataValue.path(str(prediction_log_dir() / day)),
+            "log_dir": MetadataValue.path(str(folder / day)),
             "files": read["files"],
             "bad_lines": read["bad_lines"],
             "models": markdown_table(models),

@@ -70,19 +70,30 @@ DEPLOYMENT_SETTINGS: tuple[tuple[str, str, str], ...] = (
      "a time: the `warehouse` pool)."),
 )
 
-# (environment variable, default, meaning) of `mlsys serve`, read by core.serving and core.service
+# (environment variable, default, meaning) of `mlsys serve`, read by core.server.service
 SERVE_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("MLSYS_SERVE_PORT", "5001", "Port of `mlsys serve` (on 127.0.0.1 unless `--host` says otherwise)."),
     ("MLSYS_SERVE_POLL_SECONDS", "5", "How often the server checks @champion, @challenger and the published "
                                       "baseline, and swaps in what changed."),
     ("MLSYS_SERVE_MAX_BODY_BYTES", "1048576", "Largest request body; a larger one is refused with HTTP 413."),
     ("MLSYS_SERVE_MAX_ROWS", "10000", "Most rows in one request; more are refused with HTTP 413."),
+    ("MLSYS_SERVE_MAX_INFLIGHT_BYTES", "16777216", "Request bodies being read or scored at once, in bytes; past it "
+                                                   "a request gets HTTP 503 with Retry-After (bounds memory)."),
+    ("MLSYS_SERVE_MAX_INFLIGHT_ROWS", "40000", "Request rows being scored at once; past it HTTP 503 with "
+                                               "Retry-After."),
+    ("MLSYS_SERVE_HEADER_TIMEOUT_SECONDS", "10", "A connection must send a whole request head within this many "
+                                                 "seconds (of connecting, or of its last answer), or it is closed."),
+    ("MLSYS_SERVE_LOG_MIN_FREE_MB", "256", "Below this much free disk space the server stops logging predictions "
+                                           "(and /health says degraded) rather than fill the disk."),
+    ("MLSYS_SERVE_LOG_RETENTION_DAYS", "0", "Prediction-log files older than this many days are deleted by the "
+                                            "server (0: kept)."),
     ("MLSYS_SERVE_SHADOW", "true", "Also score @challenger, after answering, and log it (the answer carries only "
                                    "the champion)."),
     ("MLSYS_ONLINE_DIR", "$MLSYS_HOME/online", "What the pipeline publishes for the servers: each lookup source by "
                                                "partition, the baseline rates (`<system>/...`)."),
     ("MLSYS_PREDICTION_LOG_DIR", "$MLSYS_HOME/prediction_log", "JSON lines of every prediction the server answered, "
-                                                               "by the entity's date; ingested by "
+                                                               "by system and partition (rows dated outside the "
+                                                               "partitions in `<system>/out_of_range`); ingested by "
                                                                "`served_predictions`."),
 )
 

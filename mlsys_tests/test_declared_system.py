@@ -229,7 +229,7 @@ def _serve_one_row(home: Path, key: str) -> None:
     import urllib.error
     import urllib.request
 
-    from mlsys_assets.core.serving import free_port, wait_until_ready
+    from mlsys_assets.core.server.command import free_port, wait_until_ready
 
     hour = f"{key[:10]} {key[11:]}:00"
     rows = query(home, "SELECT v.meter, v.zone, strftime(v.reading_at, '%Y-%m-%dT%H:%M:%S'), v.outdoor_c, "
@@ -259,12 +259,13 @@ def _serve_one_row(home: Path, key: str) -> None:
         status, headers, body = post({"dataframe_records": [
             {"meter": m, "zone": z, "reading_at": at, "outdoor_c": c} for m, z, at, c, _, _ in rows]})
         assert status == 200, body
-        assert headers["x-model-version"] == "1" and body["model_version"] == "1" and not body["fallback"]
+        assert headers["x-model-version"] == "1" and headers["x-model-alias"] == "champion"
+        assert {(p["model_version"], p["fallback"]) for p in body["predictions"]} == {("1", False)}
         assert [p["prediction"] for p in body["predictions"]] == pytest.approx([r[4] for r in rows], abs=1e-9)
         meter, zone, at, _, _, _ = rows[0]
         status, _, body = post({"dataframe_split": {"columns": ["meter", "zone", "reading_at", "outdoor_c"],
                                                     "data": [[meter, zone, at, 99.0]]}})
-        assert status == 400 and any(e["column"] == "outdoor_c" and "less_than_or_equal_to" in e["check"]
+        assert status == 400 and any(e["field"] == "outdoor_c" and "must be at most 50" in e["problem"]
                                      for e in body["errors"]), body
         status, _, body = post({"dataframe_records": [{"meter": meter, "zone": zone, "reading_at": at}]})
         assert status == 400 and "outdoor_c" in json.dumps(body)

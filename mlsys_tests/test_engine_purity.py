@@ -10,19 +10,11 @@ import re
 import tokenize
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parents[1] / "mlsys_assets"
 DOMAIN_FOLDER = PACKAGE / "systems" / "flights"
 
 # Registering a declaration is the one place outside its folder that names it.
 REGISTRATION = {PACKAGE / "systems" / "__init__.py": "the list of declared systems names each declaration"}
-# The server is still the flights system's own: issue 16 generates it from declarations. Each entry says why; the
-# test fails when an entry is no longer needed, so the list can only shrink.
-NOT_YET_GENERATED = {
-    PACKAGE / "core" / "serving.py": "request rules, weather lookups and feature calls of flights (issue 16)",
-    PACKAGE / "core" / "online.py": "the weather store and prediction log columns of flights (issue 16)",
-}
 
 
 def domain_words() -> re.Pattern[str]:
@@ -89,14 +81,8 @@ def test_engine_files_name_no_flights_column() -> None:
     pattern = domain_words()
     offenders = []
     for path in engine_files():
-        if path in REGISTRATION or path in NOT_YET_GENERATED:
+        if path in REGISTRATION:
             continue
         offenders += [f"{path.relative_to(PACKAGE.parent)}:{line}: {token}"
                       for line, token in domain_names(path.read_text(), pattern)]
     assert not offenders, "the engine names the flights domain:\n" + "\n".join(offenders)
-
-
-@pytest.mark.parametrize("path", sorted(NOT_YET_GENERATED), ids=lambda p: p.name)
-def test_each_exemption_is_still_needed(path: Path) -> None:
-    """An exempt module that no longer names flights must leave the list (so the list only shrinks)."""
-    assert domain_names(path.read_text(), domain_words()), f"{path.name} is clean now: remove its exemption"

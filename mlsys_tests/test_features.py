@@ -125,8 +125,11 @@ def test_row_features_equal_build_features_on_every_flight(shipped_days, tmp_pat
     """The two executors of the feature definition: the same keys and features for every flight of ROW_DAYS and
     for clock-time and calendar edge cases, value for value (NaN where the other has NaN), with the weather looked
     up in the published files as the server does."""
-    from mlsys_assets.core.online import WeatherStore, publish_weather
-    from mlsys_assets.systems.flights.features import KEY_COLUMNS, WEATHER_FEATURES, row_features, weather_key
+    from mlsys_assets.core.online import lookup_path, publish_lookup
+    from mlsys_assets.core.server.lookups import LookupStore
+    from mlsys_assets.core.sources import columns_of
+    from mlsys_assets.systems.flights.declaration import flights as system
+    from mlsys_assets.systems.flights.features import KEY_COLUMNS, WEATHER_FEATURES, row
 
     flights, weather = shipped_days
     flights = flights[flights["parse_errors"].isna()]
@@ -135,15 +138,17 @@ def test_row_features_equal_build_features_on_every_flight(shipped_days, tmp_pat
         observed = weather[(weather["year"] == int(day[:4])) & (weather["month"] == int(day[5:7]))
                            & (weather["day"] == int(day[8:]))]
         if len(observed):
-            publish_weather(day, observed, tmp_path)
-    store = WeatherStore(tmp_path)
+            publish_lookup(lookup_path(system.name, "weather", day, tmp_path), observed,
+                           columns_of(system.source("weather")).names)
+    store = LookupStore(system, tmp_path)  # as the server reads the published files
+    assert store.refresh() == len(list((tmp_path / system.name / "weather").glob("*.parquet"))) > 1
 
     expected = build_features(flights, weather)
     columns = [*KEY_COLUMNS, *FEATURE_COLUMNS]
     # Validated request rows, as the server holds them: Python ints and strings.
     requests = [{c: (v if isinstance(v, str) else int(v)) for c, v in zip(REQUEST_COLUMNS, values, strict=True)}
                 for values in flights[list(REQUEST_COLUMNS)].itertuples(index=False)]
-    got = [row_features(r, store.find([weather_key(r)])) for r in requests]
+    got = [row(r, {"weather": store.index("weather")}) for r in requests]
 
     assert len(got) == len(expected) > 3000
     for column in columns:

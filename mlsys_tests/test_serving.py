@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +19,10 @@ import pytest
 from dagster import AssetKey
 
 from mlsys_assets.core.landing import read_landing_file
-from mlsys_assets.core.online import PredictionLog, publish_baseline, read_prediction_log, weather_path
-from mlsys_assets.core.serving import ServeConfig, free_port, start_server, wait_until_ready
+from mlsys_assets.core.online import lookup_path, publish_baseline
+from mlsys_assets.core.server.command import ServerHandle, free_port, wait_until_ready
+from mlsys_assets.core.server.command import start_server as start
+from mlsys_assets.core.server.service import ServeConfig
 from mlsys_assets.core.sources import file_for
 from mlsys_assets.systems.flights.features import REQUEST_COLUMNS, WEATHER_FEATURES, flight_ids
 from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
@@ -115,6 +116,25 @@ def config(**overrides) -> ServeConfig:
     return ServeConfig.from_env(port=0, poll_seconds=0.2, **overrides)
 
 
+def start_server(config: ServeConfig, source: object = None) -> ServerHandle:
+    """The flights system served on a free port (its settings from the environment, as `mlsys serve` reads them)."""
+    from mlsys_assets.systems import system_named
+
+    return start([system_named("flights")], config, sources={"flights": source} if source else None)
+
+
+def log_folder(home: Path, day: str) -> Path:
+    return home / "prediction_log" / "flights" / day
+
+
+def read_log(home: Path, day: str) -> pd.DataFrame:
+    from mlsys_assets.core.server.predictionlog import read_prediction_log
+
+    spec = FLIGHTS_SYSTEM.features
+    return read_prediction_log(day, home / "prediction_log" / "flights", spec.categorical, spec.numeric,
+                               spec.id_column, "probability")[0]
+
+
 @pytest.mark.slow
 def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsys_home: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,7 +161,7 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsy
     assert len(rows) == len(batch) > 500
 
     with start_server(config()) as server:
-        assert server.app.models.champion.compiled is not None  # the registered pipeline compiles row-wise
+        assert server.service.models.champion.compiled is not None  # the registered pipeline compiles row-wise
         status, answer = post(server.url, split(rows), headers={"X-Request-Id": "whole-day"})
         assert status == 200
         served = pd.DataFrame(answer["predictions"]).set_index("flight_id")
@@ -150,17 +170,18 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsy
         assert set(served["model_version"]) == {"1"} and not served["fallback"].any()
         assert set(served["model_name"]) == {"flight_delay"} and set(served["request_id"]) == {"whole-day"}
         assert (served["label"] == (served["probability"] >= 0.35)).all()
-        assert (server.app.scorer.answered_rows, server.app.rows.answered_rows) == (len(rows), 0)  # the table path
+        # 893 rows: the table path
+        assert (server.service.table.answered_rows, server.service.rows.answered_rows) == (len(rows), 0)
 
         # Every flight again, one per request: the row-wise path (row_features and the compiled model) gives the
         # same answers, and logs the same records, as the table path did for the whole day.
         alone = one_by_one(server.url, rows, "alone-")
-        assert (server.app.scorer.answered_rows, server.app.rows.answered_rows) == (len(rows), len(rows))
+        assert (server.service.table.answered_rows, server.service.rows.answered_rows) == (len(rows), len(rows))
         assert (alone["probability"] - batch.loc[alone.index, "probability"]).abs().max() < 1e-9
         pd.testing.assert_frame_equal(alone.drop(columns="request_id"),
                                       served.loc[alone.index].drop(columns="request_id"), rtol=0, atol=1e-12)
-        assert server.app.flush()
-        logged = logged_records(mlsys_home / "prediction_log" / DAYS[1])
+        assert server.service.flush()
+        logged = logged_records(log_folder(mlsys_home, DAYS[1]))
         whole_day = {r["flight_id"]: r for r in logged if r["request_id"] == "whole-day"}
         one_each = {r["flight_id"]: r for r in logged if r["request_id"].startswith("alone-")}
         assert len(one_each) == len(whole_day) == len(rows)
@@ -174,7 +195,7 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsy
         # Every protocol format, and weather carried by the request, give the same scores.
         few = rows.head(4)
         expected = batch.loc[few["flight_id"], "probability"].to_numpy()
-        weather = pd.read_parquet(weather_path(DAYS[1], mlsys_home / "online"))
+        weather = pd.read_parquet(lookup_path("flights", "weather", DAYS[1], mlsys_home / "online"))
         keyed = few.assign(hour=few["sched_dep_time"] // 100).merge(weather, how="left",
                                                                      on=["origin", "year", "month", "day", "hour"])
         carried = json.loads(keyed[[*REQUEST_COLUMNS, *WEATHER_FEATURES]].to_json(orient="records"))
@@ -198,8 +219,8 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsy
         wait_for(lambda: (health(server.url)["challenger"] or {}).get("model_version") == second)
         status, answer = post(server.url, {"dataframe_records": records(few)}, headers={"X-Request-Id": "shadowed"})
         assert status == 200 and {p["model_version"] for p in answer["predictions"]} == {"1"}
-        assert server.app.flush()
-        logged, _ = read_prediction_log(DAYS[1])
+        assert server.service.flush()
+        logged = read_log(mlsys_home, DAYS[1])
         shadowed = logged[logged["request_id"] == "shadowed"]
         assert sorted(shadowed.groupby(["role", "model_version"]).size().items()) == \
             [(("challenger", second), 4), (("champion", "1"), 4)]
@@ -231,10 +252,10 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsy
         assert health(server.url)["status"] == "ok" and health(server.url)["champion_alias"] == second
         registry.set_alias("champion", "1")  # and back, as a rollback would
         wait_for(lambda: post(server.url, {"inputs": [ROW]})[1]["predictions"][0]["model_version"] == "1")
-        assert server.app.flush()
+        assert server.service.flush()
 
     # The log is ingested into the warehouse, idempotently per day.
-    lines = sum(len(p.read_text().splitlines()) for p in (mlsys_home / "prediction_log" / DAYS[1]).glob("*.jsonl"))
+    lines = sum(len(p.read_text().splitlines()) for p in log_folder(mlsys_home, DAYS[1]).glob("*.jsonl"))
     for _ in range(2):
         materialize_one(defs, instance, "served_predictions", DAYS[1])
         assert query(mlsys_home, "SELECT count(*) FROM served_predictions")[0][0] == lines
@@ -247,7 +268,7 @@ def test_served_scores_equal_batch_scores_and_follow_the_champion(instance, mlsy
     assert event.metadata["fallback_rate"].value == 0.0 and event.metadata["p50_latency_ms"].value > 0
 
 
-SERVER_THREADS = {"http", "scorer", "shadow", "model-poller", "prediction-log"}
+SERVER_THREADS = {"http", "scorer-flights", "shadow-flights", "model-poller-flights", "prediction-log"}
 SERVED = AssetKey([FLIGHTS_SYSTEM.name, "served_predictions"])
 
 
@@ -268,13 +289,13 @@ def test_without_a_champion_the_baseline_answers_and_health_is_degraded(defs, in
 
         # Rates published while serving are picked up; unseen carrier x band gets the global rate.
         publish_baseline(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"], "rate": [0.9],
-                                       "global_rate": [0.3]}), mlsys_home / "online")
+                                       "global_rate": [0.3]}), "flights", mlsys_home / "online")
         wait_for(lambda: health(server.url)["baseline"].startswith("published"))
         status, answer = post(server.url, {"dataframe_records": [ROW, {**ROW, "carrier": "UA"}]})
         assert [p["probability"] for p in answer["predictions"]] == [0.9, 0.3]
         assert [p["label"] for p in answer["predictions"]] == [1, 0]
         assert json.loads(get(server.url, "/version")[1])["model_version"] == "baseline"
-        assert server.app.flush()
+        assert server.service.flush()
 
     assert not SERVER_THREADS & {t.name for t in threading.enumerate()}  # stopped means stopped
 
@@ -300,7 +321,7 @@ class BrokenRegistry:
 
 
 def test_a_champion_that_cannot_be_loaded_falls_back_to_the_baseline(mlsys_home: Path) -> None:
-    with start_server(replace(config(), source=BrokenRegistry())) as server:
+    with start_server(config(), BrokenRegistry()) as server:
         state = health(server.url)
         assert state["status"] == "degraded" and state["champion_alias"] == "7"
         assert "version 7 but it could not be loaded: OSError: artifact of version 7 is gone" in state["reason"]
@@ -320,18 +341,29 @@ class UncompilableRegistry:
     def load(self, version: str) -> object:
         from mlsys_assets.core.model import RateBaseline
 
-        return RateBaseline.from_frame(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"],
-                                                     "rate": [0.7], "global_rate": [0.25]}),
-                                       FLIGHTS_SYSTEM.model.baseline_by)
+        return Opaque(RateBaseline.from_frame(pd.DataFrame({"carrier": ["B6"], "dep_hour_band": ["evening"],
+                                                            "rate": [0.7], "global_rate": [0.25]}),
+                                              FLIGHTS_SYSTEM.model.baseline_by))
+
+
+class Opaque:
+    """A model the row path cannot compile (any estimator with `predict_proba` that is not a HistGradientBoosting
+    pipeline)."""
+
+    def __init__(self, model: object) -> None:
+        self.model = model
+
+    def predict_proba(self, matrix: pd.DataFrame) -> object:
+        return self.model.predict_proba(matrix)
 
 
 def test_a_champion_that_does_not_compile_is_scored_on_the_table_path(mlsys_home: Path) -> None:
-    with start_server(replace(config(), source=UncompilableRegistry())) as server:
-        assert server.app.models.champion.compiled is None
+    with start_server(config(), UncompilableRegistry()) as server:
+        assert server.service.models.champion.compiled is None
         status, answer = post(server.url, {"inputs": [ROW, {**ROW, "carrier": "UA"}]})
         assert status == 200 and [p["probability"] for p in answer["predictions"]] == [0.7, 0.25]
         assert {(p["model_version"], p["fallback"]) for p in answer["predictions"]} == {("3", False)}
-        assert (server.app.scorer.answered_rows, server.app.rows.answered_rows) == (2, 0)
+        assert (server.service.table.answered_rows, server.service.rows.answered_rows) == (2, 0)
         assert health(server.url)["answered_rows"] == 2
 
 
@@ -354,18 +386,36 @@ BAD_REQUESTS = [
     pytest.param({"inputs": [{**ROW, "origin": "BOS"}]}, 400, "origin", "expected one of EWR, JFK, LGA",
                  id="not-an-origin"),
     pytest.param({"inputs": [{**ROW, "dest": "XYZ"}]}, 400, "dest", "unknown dest 'XYZ'", id="unknown-airport"),
-    pytest.param({"inputs": [{**ROW, "sched_dep_time": 1275}]}, 400, "sched_dep_time",
-                 "impossible clock time 1275: minutes must be below 60", id="impossible-minutes"),
+    pytest.param({"inputs": [{**ROW, "sched_dep_time": 1275}]}, 400,
+                 "sched_dep_time, sched_arr_time, dep_time, arr_time",
+                 "breaks the rule times_are_clock_times (sched_dep_time=1275", id="impossible-minutes"),
     pytest.param({"inputs": [{**ROW, "sched_arr_time": 2500}]}, 400, "sched_arr_time", "must be at most 2359",
                  id="impossible-hour"),
-    pytest.param({"inputs": [{**ROW, "day": 30}]}, 400, "day", "no such date: 2013-02-30", id="no-such-date"),
+    pytest.param({"inputs": [{**ROW, "day": 30}]}, 400, None, "day is out of range for month", id="no-such-date"),
     pytest.param({"inputs": [{**ROW, "wind_speed": 1048}]}, 400, "wind_speed", "must be at most 150",
                  id="impossible-weather"),
     pytest.param({"dataframe_split": {"columns": list(ROW), "data": [[1, 2]]}}, 400, None,
                  "expected a list of 10 values", id="short-row"),
     pytest.param({"rows": [ROW]}, 400, None, "exactly one of", id="unknown-format"),
     pytest.param(b'{"inputs": [', 400, None, "not valid JSON", id="malformed-json"),
-    pytest.param(b'{"inputs": [{"distance": NaN}]}', 400, None, "not valid JSON", id="nan"),
+    pytest.param(b'{"inputs": [{"distance": Infinity}]}', 400, None, "Infinity is not a number", id="infinity"),
+    pytest.param({"inputs": [{**ROW, "temp": 30, "dewp": 80}]}, 400, "dewp, temp",
+                 "breaks the rule dew_point_not_above_temperature (dewp=80.0, temp=30.0)", id="carried-dew-point"),
+    pytest.param({"inputs": [{**ROW, "hour": 17, "minute": 30}]}, 400, "sched_dep_time, hour, minute",
+                 "breaks the rule hour_and_minute_match_schedule", id="optional-columns-checked"),
+    pytest.param({"inputs": [{**ROW, "distance": 10**400}]}, 400, "distance", "out of range for a 64-bit integer",
+                 id="huge-number"),
+    pytest.param({"inputs": [{**ROW, "distance": [944]}]}, 400, "distance", "expected a number, got a list",
+                 id="list-value"),
+    pytest.param(b'{"inputs": [{"carrier": "B6", "carrier": "UA"}]}', 400, None, "'carrier' appears twice",
+                 id="repeated-key"),
+    pytest.param({"dataframe_split": {"columns": [*ROW, "carrier"], "data": [[*ROW.values(), "UA"]]}}, 400, None,
+                 "carrier", id="column-twice"),
+    pytest.param({"dataframe_split": {"columns": [["year"], *list(ROW)[1:]], "data": [list(ROW.values())]}}, 400,
+                 None, "column 0 of dataframe_split", id="column-as-list"),
+    pytest.param(b"[" * 3_900, 400, None, "nested too deeply", id="deep-brackets"),
+    pytest.param(b'{"inputs": ' + b"[" * 1900 + b"]" * 1900 + b"}", 400, None, "nested too deeply",
+                 id="deep-inputs"),
     pytest.param({"inputs": [ROW] * 11}, 413, None, "11 rows in one request; the limit is 10", id="too-many-rows"),
     pytest.param({"inputs": [ROW] * 40}, 413, None, "the limit is 4000", id="too-large"),
 ]
@@ -389,8 +439,8 @@ def test_bad_input_is_refused_with_the_field_and_why(mlsys_home: Path, payload: 
 
 def test_wrong_content_type_and_paths(mlsys_home: Path) -> None:
     with start_server(config()) as server:
-        got, body = post(server.url, b"year,month\n2013,2\n", content_type="text/csv")
-        assert got == 415 and "application/json" in body["message"]
+        got, body = post(server.url, b"year,month\n2013,2\n", content_type="text/plain")
+        assert got == 415 and "application/json" in body["message"] and "text/plain" in body["message"]
         with pytest.raises(urllib.error.HTTPError) as missing:
             get(server.url, "/nowhere")
         assert missing.value.code == 404
@@ -399,29 +449,12 @@ def test_wrong_content_type_and_paths(mlsys_home: Path) -> None:
         assert got == 413 and "the limit is 1048576" in body["message"]
 
 
-def test_the_prediction_log_rotates_and_skips_torn_lines(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path, max_file_bytes=300)
-    for n in range(6):
-        log.append(lambda n=n: [{"request_id": f"r{n}", "row": 0, "served_at": "2026-01-01T00:00:00+00:00",
-                                 "flight_date": "2013-02-12", "role": "champion", "model_version": "1",
-                                 "probability": 0.5, "predicted_label": 1, "is_fallback": False, "latency_ms": 1.0,
-                                 "request": {"carrier": "B6"}, "features": {"carrier": "B6", "distance": 944.0}}])
-        assert log.flush()  # rotation happens between writes; a write holds everything queued meanwhile
-    log.close()
-    files = sorted((tmp_path / "2013-02-12").glob("*.jsonl"))
-    assert len(files) > 1 and all(f.name.startswith(f"{os.getpid()}-") for f in files)
-    with files[-1].open("a") as handle:
-        handle.write('{"request_id": "torn", "ro')
-    frame, read = read_prediction_log("2013-02-12", tmp_path)
-    assert sorted(frame["request_id"]) == [f"r{n}" for n in range(6)]
-    assert read["bad_lines"] == 1 and frame["distance"].tolist() == [944.0] * 6
-    assert str(frame["served_at"].dtype).startswith("datetime64")
-
-
 @pytest.mark.slow
-def test_main_serves_in_its_own_process_until_sigterm(mlsys_home: Path) -> None:
+def test_mlsys_serve_serves_in_its_own_process_until_sigterm(mlsys_home: Path) -> None:
+    """The documented command, `mlsys serve --port N`, in a process of its own: it answers, and SIGTERM stops it
+    cleanly (exit 0, the log flushed)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mlsys_assets.core.serving", "--port", str(port)],
+    process = subprocess.Popen([str(Path(sys.executable).parent / "mlsys"), "serve", "--port", str(port)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", timeout=60)
@@ -429,7 +462,7 @@ def test_main_serves_in_its_own_process_until_sigterm(mlsys_home: Path) -> None:
         assert post(f"http://127.0.0.1:{port}", {"inputs": [ROW]})[0] == 200
     finally:
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     assert f"on http://127.0.0.1:{port}" in output and "stopped" in output
-    assert list((mlsys_home / "prediction_log" / "2013-02-12").glob(f"{process.pid}-*.jsonl"))
+    assert list(log_folder(mlsys_home, "2013-02-12").glob("*.jsonl"))

@@ -393,7 +393,8 @@ def scored_predictions(system: System, con: duckdb.DuckDBPyConnection, days: Seq
                                      f"FROM {BATCH_PREDICTIONS} WHERE {in_days}", params))
     if table_exists(con, SERVED_PREDICTIONS) and table_exists(con, "features"):
         parts.append(read_frame(
-            con, f"SELECT f.{PARTITION_COLUMN}, s.\"{key}\" AS {ENTITY}, avg(s.probability) AS probability, "
+            con, f"SELECT f.{PARTITION_COLUMN}, s.\"{key}\" AS {ENTITY}, "
+                 f"avg(s.\"{system.score_column}\") AS probability, "
                  f"CAST(s.model_version AS VARCHAR) AS model_version, CAST(s.role AS VARCHAR) AS role, "
                  f"'served' AS source FROM {SERVED_PREDICTIONS} s JOIN features f USING (\"{key}\") "
                  f"WHERE {in_features} GROUP BY ALL", params))

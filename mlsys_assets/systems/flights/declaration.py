@@ -27,6 +27,13 @@ flights = System(
                 "dep_delay_equals_dep_time_minus_schedule": ["dep_time", "sched_dep_time", "dep_delay"],
                 "hour_and_minute_match_schedule": ["sched_dep_time", "hour", "minute"],
             },
+            row_checks={
+                "times_are_clock_times": f"{SCHEMAS}:times_are_clock_times_row",
+                "cancelled_flights_have_no_times_or_delays": f"{SCHEMAS}:cancelled_have_no_outcome_row",
+                "arrival_delay_needs_arrival_time": f"{SCHEMAS}:arrival_delay_needs_arrival_row",
+                "dep_delay_equals_dep_time_minus_schedule": f"{SCHEMAS}:delay_matches_times_row",
+                "hour_and_minute_match_schedule": f"{SCHEMAS}:hour_minute_match_row",
+            },
             description="A scheduled flight and, once it flew, what happened.",
         ),
         Source(
@@ -36,6 +43,7 @@ flights = System(
             partition_by=f"{SCHEMAS}:local_day",
             lookup_key=flight_features.WEATHER_KEY,
             check_columns={"dew_point_not_above_temperature": ["dewp", "temp"]},
+            row_checks={"dew_point_not_above_temperature": f"{SCHEMAS}:dew_point_below_temp_row"},
             description="Hourly observations at the three origin airports.",
         ),
     ],
@@ -47,6 +55,8 @@ flights = System(
         label_delay=1,
         outcome_columns=["dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"],
         threshold=0.35,
+        # a request is a flight's schedule; `hour`, `minute`, `tailnum` and `time_hour` are optional (checked if sent)
+        request_columns=flight_features.REQUEST_COLUMNS,
     ),
     features=Features(
         build=flight_features.features,

@@ -119,3 +119,53 @@ def local_day(rows: pd.DataFrame) -> pd.Series:
     """The local calendar day of a flight or an observation (its partition): `time_hour` is in UTC."""
     return pd.to_datetime(pd.DataFrame({"year": rows["year"], "month": rows["month"], "day": rows["day"]}),
                           errors="coerce")
+
+
+# The rules across columns, row by row in plain Python: the server's twins of the checks above (declared as the
+# sources' `row_checks`; the engine holds each equal to its check on every partition). Missing values are None.
+
+def _clock_ok(hhmm: float | None, allow_2400: bool) -> bool:
+    if hhmm is None or hhmm != hhmm:
+        return True
+    hours, minutes = hhmm // 100, hhmm % 100
+    return hhmm >= 0 and minutes < 60 and (hours < 24 or (allow_2400 and hhmm == 2400))
+
+
+def _missing(value: object) -> bool:
+    return value is None or value != value  # NaN is the only value unequal to itself
+
+
+def times_are_clock_times_row(row: dict) -> bool:
+    return (not _missing(row["sched_dep_time"]) and not _missing(row["sched_arr_time"])
+            and _clock_ok(row["sched_dep_time"], False) and _clock_ok(row["sched_arr_time"], False)
+            and _clock_ok(row["dep_time"], True) and _clock_ok(row["arr_time"], True))
+
+
+def cancelled_have_no_outcome_row(row: dict) -> bool:
+    cancelled = _missing(row["dep_time"])
+    outcome = any(not _missing(row[c]) for c in ("dep_delay", "arr_time", "arr_delay", "air_time"))
+    return not (cancelled and outcome) and cancelled == _missing(row["dep_delay"])
+
+
+def arrival_delay_needs_arrival_row(row: dict) -> bool:
+    return _missing(row["arr_delay"]) or not _missing(row["arr_time"])
+
+
+def delay_matches_times_row(row: dict) -> bool:
+    if _missing(row["dep_time"]):
+        return True
+    if _missing(row["dep_delay"]) or _missing(row["sched_dep_time"]):
+        return False
+    gap = (row["dep_time"] // 100) * 60 + row["dep_time"] % 100 - ((row["sched_dep_time"] // 100) * 60
+                                                                   + row["sched_dep_time"] % 100)
+    return (gap - row["dep_delay"]) % 1440 == 0
+
+
+def hour_minute_match_row(row: dict) -> bool:
+    if _missing(row["hour"]) or _missing(row["minute"]) or _missing(row["sched_dep_time"]):
+        return False
+    return row["hour"] == row["sched_dep_time"] // 100 and row["minute"] == row["sched_dep_time"] % 100
+
+
+def dew_point_below_temp_row(row: dict) -> bool:
+    return _missing(row["dewp"]) or _missing(row["temp"]) or row["dewp"] <= row["temp"] + 0.5

@@ -1,0 +1,1 @@
+"""The scoring server of every declared system, on uvicorn and Starlette: one module per job."""

@@ -39,7 +39,7 @@ dev: $(STAMP) ## the Dagster UI on http://127.0.0.1:3000 over the same state as 
 mlflow: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the embedded store
 	$(BIN)/mlsys mlflow
 
-serve: $(STAMP) ## the champion over HTTP on http://127.0.0.1:5001 (POST /invocations)
+serve: $(STAMP) ## every declared system's champion over HTTP on http://127.0.0.1:5001 (POST /invocations, /<system>/invocations)
 	$(BIN)/mlsys serve
 
 lint: $(STAMP) ## ruff

@@ -47,11 +47,15 @@ def validation_asset(names: Names, source: Source) -> AssetsDefinition:
             AssetCheckSpec("quarantine_rate_below_threshold", asset=valid_key, partitions_def=partitions,
                            description="The share of the partition's rows quarantined stays under the policy's "
                                        "limit."),
+            *([AssetCheckSpec("row_checks_equal_schema_rules", asset=valid_key, partitions_def=partitions,
+                              description="The declared row twins of the rules across columns (the server's fast "
+                                          "form) give each rule's verdict on every row it fails and a sample of the "
+                                          "others.")] if source.row_checks else []),
         ],
     )
     @accounted
     def _validate(context: AssetExecutionContext, warehouse: Warehouse, quality: QualityPolicy):
-        from mlsys_assets.core.validation import validate_rows
+        from mlsys_assets.core.validation import row_check_parity, validate_rows
 
         day = context.partition_key
         with warehouse.get_connection(names.system) as con:
@@ -80,6 +84,12 @@ def validation_asset(names: Names, source: Source) -> AssetsDefinition:
             passed=rate <= quality.max_quarantine_rate, severity=AssetCheckSeverity.WARN,
             metadata={"quarantine_rate": rate, "threshold": quality.max_quarantine_rate,
                       "top_reasons": markdown_table(reasons, max_rows=5)})
+        if source.row_checks:
+            compared, problems = row_check_parity(rows.drop(columns=["ingested_at", "ingested_by_run"],
+                                                            errors="ignore"), source)
+            yield AssetCheckResult(
+                check_name="row_checks_equal_schema_rules", asset_key=valid_key, passed=not problems,
+                metadata={"rows_compared": compared, "disagreements": "\n".join(problems) or "none"})
 
     return _validate
 

@@ -194,3 +194,32 @@ def test_the_engine_checks_the_declared_row_path_against_the_table_one(shipped_d
     broken = dataclasses.replace(FLIGHTS_SYSTEM, features=dataclasses.replace(FLIGHTS_SYSTEM.features, row=off_by_one))
     compared, problems = row_parity(broken, flights, table, context)
     assert compared == 200 and len(problems) == 10 and all("'distance'" in p for p in problems)
+
+
+def test_the_engine_checks_the_declared_row_checks_against_the_schema_rules(shipped_days) -> None:
+    """`core.validation.row_check_parity`, run by the validated asset of every partition: the flights and weather
+    twins of the rules across columns agree with the pandera rules on real rows and on rows made to break each
+    rule; a twin that is wrong is caught, naming the rule and the row."""
+    import dataclasses
+
+    from mlsys_assets.core.validation import row_check_parity
+
+    flights, weather = shipped_days
+    broken = flights[flights["parse_errors"].isna()].head(6).copy().reset_index(drop=True)
+    broken.loc[0, "sched_dep_time"] = 1275  # times_are_clock_times
+    broken.loc[1, ["dep_time", "dep_delay"]] = [None, 5.0]  # cancelled_flights_have_no_times_or_delays
+    broken.loc[2, ["arr_time", "arr_delay"]] = [None, 12.0]  # arrival_delay_needs_arrival_time
+    broken.loc[3, "dep_delay"] = broken.loc[3, "dep_delay"] + 7  # dep_delay_equals_dep_time_minus_schedule
+    broken.loc[4, "hour"] = (broken.loc[4, "hour"] + 1) % 24  # hour_and_minute_match_schedule
+    rows = pd.concat([flights, broken], ignore_index=True)
+    compared, problems = row_check_parity(rows, FLIGHTS)
+    assert compared >= 300 and problems == []
+
+    hot = weather[weather["parse_errors"].isna()].head(2).copy()
+    hot["dewp"] = hot["temp"] + 10  # dew_point_not_above_temperature
+    assert row_check_parity(pd.concat([weather, hot], ignore_index=True), WEATHER)[1] == []
+
+    lenient = dataclasses.replace(WEATHER, row_checks={"dew_point_not_above_temperature": lambda row: True})
+    compared, problems = row_check_parity(pd.concat([weather, hot], ignore_index=True), lenient)
+    assert len(problems) == 2 and all(p.startswith("dew_point_not_above_temperature, row ") and
+                                      "twin True, rule False" in p for p in problems)

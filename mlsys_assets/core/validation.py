@@ -99,8 +99,8 @@ def _failures(frame: pd.DataFrame, system: System, source: Source, key: str) -> 
     return failures
 
 
-def validate_rows(raw: pd.DataFrame, system: System, source: Source, key: str) -> ValidationResult:
-    """Validate the raw rows of one source for one partition (lazily: every failure of every row is reported)."""
+def _prepared(raw: pd.DataFrame, source: Source) -> pd.DataFrame:
+    """The raw rows with the types the schema states (what DuckDB's round trip changed, put back)."""
     from mlsys_assets.core.sources import columns_of
 
     frame = raw.reset_index(drop=True)
@@ -112,6 +112,49 @@ def validate_rows(raw: pd.DataFrame, system: System, source: Source, key: str) -
         # through Arrow, an integer column holding a NULL comes back as float64; the schema wants Int64
         if name in frame and frame[name].dtype.kind == "f":
             frame[name] = frame[name].astype("Int64")
+    return frame
+
+
+def row_check_parity(raw: pd.DataFrame, source: Source, sample: int = 300) -> tuple[int, list[str]]:
+    """Where a declared row twin (`Source.row_checks`, the server's form of a rule across columns) disagrees with
+    its pandera rule: on every parsed row of the partition the rule fails and on a sample of the others. Returns the
+    rows compared and the disagreements (at most 10)."""
+    from mlsys_assets.core.sources import schema_for
+
+    if not source.row_checks:
+        return 0, []
+    frame = _prepared(raw, source)
+    if "parse_errors" in frame:
+        frame = frame.loc[frame["parse_errors"].isna()].drop(columns=["parse_errors"]).reset_index(drop=True)
+    rules = {check.name: check for check in schema_for(source).checks}
+    problems: list[str] = []
+    compared = 0
+    for name, twin in source.row_checks.items():
+        if name not in rules:
+            problems.append(f"row_checks names {name!r}, which is no rule of the schema")
+            continue
+        verdicts = rules[name](frame).check_output.fillna(False).astype(bool).tolist() if len(frame) else []
+        step = max(1, len(frame) // sample)
+        positions = sorted({i for i, ok in enumerate(verdicts) if not ok} | set(range(0, len(frame), step)))
+        chosen = frame.iloc[positions]
+        records = chosen.astype(object).where(chosen.notna(), None).to_dict("records")
+        check = twin.resolve()
+        for position, record in zip(positions, records, strict=True):
+            try:
+                got = bool(check(record))
+            except Exception as exc:  # a twin that cannot read a row is a disagreement, named
+                got = f"{type(exc).__name__}: {exc}"
+            if got is not verdicts[position]:
+                problems.append(f"{name}, row {position}: twin {got!r}, rule {verdicts[position]!r}")
+                if len(problems) >= 10:
+                    return compared + len(positions), problems
+        compared = max(compared, len(positions))
+    return compared, problems
+
+
+def validate_rows(raw: pd.DataFrame, system: System, source: Source, key: str) -> ValidationResult:
+    """Validate the raw rows of one source for one partition (lazily: every failure of every row is reported)."""
+    frame = _prepared(raw, source)
     failures = _failures(frame, system, source, key)
     bad_index = pd.Index(failures["index"].unique()).astype("int64")
     quarantined = frame.loc[bad_index].copy()

@@ -364,7 +364,10 @@ def test_a_champion_that_does_not_compile_is_scored_on_the_table_path(mlsys_home
         assert status == 200 and [p["probability"] for p in answer["predictions"]] == [0.7, 0.25]
         assert {(p["model_version"], p["fallback"]) for p in answer["predictions"]} == {("3", False)}
         assert (server.service.table.answered_rows, server.service.rows.answered_rows) == (2, 0)
-        assert health(server.url)["answered_rows"] == 2
+        state = health(server.url)
+        assert state["answered_rows"] == 2 and state["row_path"] is False and state["status"] == "ok"
+        assert any("row path is off for this model: Opaque does not compile" in r for r in state["reasons"])
+        assert 'mlsys_row_path_enabled{system="flights"} 0' in get(server.url, "/metrics")[1].decode()
 
 
 def _without(row: dict, name: str) -> dict:

@@ -141,3 +141,24 @@ def test_a_pipeline_of_other_columns_compiles_too() -> None:
     expected = pipeline.predict_proba(pd.DataFrame(rows).astype({"shop": "str", "price": "float64",
                                                                   "stock": "float64"}))[:, 1]
     assert max(abs(a - b) for a, b in zip(compiled.probabilities(rows), expected, strict=True)) <= 1e-12
+
+
+def test_a_regressor_compiles_to_its_predictions() -> None:
+    """A declared regression system's HistGradientBoosting regressor compiles too (the identity link): the row path
+    gives `predict`'s values, on numbers of the size real targets have."""
+    from mlsys_assets.core.model import hist_gradient_boosting
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"zone": rng.choice(["n", "s", "e", "w"], 800), "hour": rng.integers(0, 24, 800) * 1.0,
+                          "temp": rng.normal(280, 10, 800)})
+    frame.loc[::13, "temp"] = np.nan
+    target = 3000 + 1500 * np.sin(frame["hour"] / 24 * 2 * np.pi) + 20 * frame["temp"].fillna(280) - 5600 \
+        + (frame["zone"] == "s") * 400 + rng.normal(0, 50, 800)
+    pipeline = hist_gradient_boosting(["zone"], ["hour", "temp"], task="regression", max_iter=60).fit(frame, target)
+    compiled = compile_pipeline(pipeline)
+    assert compiled is not None and compiled.link == "identity"
+    rows = [*frame.astype(object).where(frame.notna(), None).to_dict("records")[:200],
+            {"zone": "never seen", "hour": 3.0, "temp": None}]
+    expected = pipeline.predict(pd.DataFrame(rows).astype({"zone": "str", "hour": "float64", "temp": "float64"}))
+    got = compiled.probabilities(rows)
+    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) <= 1e-9 and max(got) > 1000

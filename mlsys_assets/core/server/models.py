@@ -99,8 +99,6 @@ def compiled_form(system: System, model: object) -> tuple[Any, str | None]:
 
     if isinstance(model, RateBaseline):
         return (RowBaseline(model), None) if hasattr(model, "rates_") else (None, "the baseline is not fitted")
-    if system.prediction.task != "binary":
-        return None, "the row path compiles binary classifiers only: this model is scored on the table path"
     compiled = compile_pipeline(model)
     if compiled is None:
         return None, f"{type(model).__name__} does not compile (a HistGradientBoosting pipeline does)"

@@ -40,6 +40,7 @@ class SourceModel(dg.Model):
     check_columns: dict[str, list[str]] = Field(default_factory=dict)
     description: str = Source.description
     row_checks: dict[str, str] = Field(default_factory=dict, description="A rule's row-wise twin, by dotted path.")
+    max_quarantine_rate: float | None = None
 
 
 class PredictionModel(dg.Model):
@@ -124,7 +125,7 @@ class MlsysSystem(dg.Component, dg.Model, dg.Resolvable):
             demo=self.demo,
             sources=[Source(name=s.name, schema=s.schema_, key=s.key, partition_by=s.partition_by, format=s.format,
                             lookup_key=s.lookup_key, check_columns=s.check_columns, description=s.description,
-                            row_checks=s.row_checks)
+                            row_checks=s.row_checks, max_quarantine_rate=s.max_quarantine_rate)
                      for s in self.sources],
             prediction=Prediction(**self.prediction.model_dump()),
             features=Features(**self.features.model_dump()),

@@ -108,7 +108,9 @@ class Source:
     shows the values that broke it (and the server knows which request rows a rule concerns). `row_checks`, optional,
     gives a rule's row-wise twin, `check(record) -> bool` in plain Python, for the server's fast path: without one
     the server runs the rule itself on a frame of the request (correct, a few milliseconds slower); the engine checks
-    each twin against its rule on every partition (a check of the validated asset).
+    each twin against its rule on every partition (a check of the validated asset). `max_quarantine_rate`, when
+    given, is the share of a partition's rows this feed may lose to quarantine before its check warns (the quality
+    policy's `MLSYS_MAX_QUARANTINE_RATE` otherwise): feeds differ in what is normal for them.
     """
 
     name: str
@@ -120,6 +122,7 @@ class Source:
     check_columns: Mapping[str, Sequence[str]] = field(default_factory=dict)
     description: str = ""
     row_checks: Mapping[str, Any] = field(default_factory=dict)
+    max_quarantine_rate: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schema", _ref(self.schema))

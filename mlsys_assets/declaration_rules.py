@@ -61,6 +61,8 @@ def problems(system: System) -> Iterator[str]:
         if column in system.prediction.outcome_columns:
             yield f"prediction.request_columns: {column!r} is an outcome column; a request cannot know it"
     for source in system.sources:
+        if source.max_quarantine_rate is not None and not 0 <= source.max_quarantine_rate <= 1:
+            yield f"sources.{source.name}.max_quarantine_rate: must be a share between 0 and 1"
         for name, ref in source.row_checks.items():
             if name not in source.check_columns:
                 yield (f"sources.{source.name}.row_checks: {name!r} has no check_columns entry (the server must know "

@@ -45,8 +45,9 @@ def validation_asset(names: Names, source: Source) -> AssetsDefinition:
             AssetCheckSpec("no_rows_lost", asset=valid_key, blocking=True, partitions_def=partitions,
                            description=f"Every row of {raw} for the partition is in {valid} or {quarantine}."),
             AssetCheckSpec("quarantine_rate_below_threshold", asset=valid_key, partitions_def=partitions,
-                           description="The share of the partition's rows quarantined stays under the policy's "
-                                       "limit."),
+                           description="The share of the partition's rows quarantined stays under "
+                                       + (f"{source.max_quarantine_rate:.0%}, the feed's declared limit."
+                                          if source.max_quarantine_rate is not None else "the policy's limit.")),
             *([AssetCheckSpec("row_checks_equal_schema_rules", asset=valid_key, partitions_def=partitions,
                               description="The declared row twins of the rules across columns (the server's fast "
                                           "form) give each rule's verdict on every row it fails and a sample of the "
@@ -68,6 +69,7 @@ def validation_asset(names: Names, source: Source) -> AssetsDefinition:
             counts = {table: count_rows(con, table, day) for table in (raw, valid, quarantine)}
         reasons = result.reason_counts()
         rate = counts[quarantine] / counts[raw] if counts[raw] else 0.0
+        limit = quality.max_quarantine_rate if source.max_quarantine_rate is None else source.max_quarantine_rate
         yield MaterializeResult(asset_key=valid_key, metadata={
             **table_metadata(result.valid), "quarantined_rows": counts[quarantine], "quarantine_rate": rate})
         yield MaterializeResult(asset_key=names.key(quarantine), metadata={
@@ -81,8 +83,9 @@ def validation_asset(names: Names, source: Source) -> AssetsDefinition:
                       "quarantined_rows": counts[quarantine]})
         yield AssetCheckResult(
             check_name="quarantine_rate_below_threshold", asset_key=valid_key,
-            passed=rate <= quality.max_quarantine_rate, severity=AssetCheckSeverity.WARN,
-            metadata={"quarantine_rate": rate, "threshold": quality.max_quarantine_rate,
+            passed=rate <= limit, severity=AssetCheckSeverity.WARN,
+            metadata={"quarantine_rate": rate, "threshold": limit,
+                      "threshold_from": "the policy" if source.max_quarantine_rate is None else "the declaration",
                       "top_reasons": markdown_table(reasons, max_rows=5)})
         if source.row_checks:
             compared, problems = row_check_parity(rows.drop(columns=["ingested_at", "ingested_by_run"],

@@ -61,14 +61,29 @@ def _day_line(names, con, instance, day: str) -> str:
     drift = "-"
     if records and records[0].partition == day:
         drift = "DRIFTED" if records[0].status.value == "FAILED" else "no"
-    live = read_frame(con, "SELECT model_version, roc_auc FROM live_performance WHERE source = 'batch' AND "
-                           "role = 'champion' AND span <> 'day' AND partition_date = CAST(? AS DATE) - 1",
-                      [day]) if table_exists(con, "live_performance") else None
-    live_text = (f"{live['roc_auc'].iloc[0]:.3f} ({_version(live['model_version'].iloc[0])})"
-                 if live is not None and len(live) and live["roc_auc"].notna().iloc[0] else "-")
     return (f"{day}  {entity} {rows:>4} ({quarantined} quarantined)  scored by "
-            f"{_version(scorer):8}  drift {drift:7}  "
-            f"live AUC, last 7 labelled days {live_text}")
+            f"{_version(scorer):8}  drift {drift:7}  {live_text(names.system, con, day)}")
+
+
+def metric_label(system) -> str:
+    """How the demo names the gate's metric: "AUC" for roc_auc, else the metric's own name in capitals."""
+    return "AUC" if system.gate.metric == "roc_auc" else system.gate.metric.upper()
+
+
+def live_text(system, con, day: str) -> str:
+    """The champion's live value of the gate's metric over the last labelled days, as of `day`."""
+    from mlsys_assets.core.warehouse import read_frame, table_exists
+
+    metric = system.gate.metric
+    live = read_frame(con, f'SELECT model_version, "{metric}" AS value FROM live_performance WHERE source = '
+                           "'batch' AND role = 'champion' AND span <> 'day' AND partition_date = CAST(? AS DATE) - 1",
+                      [day]) if table_exists(con, "live_performance") else None
+    shown = "-"
+    if live is not None and len(live) and live["value"].notna().iloc[0]:
+        value = float(live["value"].iloc[0])
+        shown = f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+        shown += f" ({_version(live['model_version'].iloc[0])})"
+    return f"live {metric_label(system)}, last {system.monitoring.rolling_days} labelled days {shown}"
 
 
 def run_demo(start: str, end: str, system_name: str | None = None) -> int:
@@ -173,13 +188,15 @@ def _summary(names, warehouse, instance, daemon, logs: list[DayLog], seconds: fl
         reasons = read_frame(con, " UNION ALL ".join(
             f"SELECT '{source}' AS source, failed_checks, count(*) AS rows FROM quarantined_{source} GROUP BY ALL"
             for source in sources) + " ORDER BY rows DESC LIMIT 5")
+        metric = names.system.gate.metric
         history = read_frame(con, "SELECT strftime(decided_at, '%H:%M:%S') AS at, action, candidate_version AS "
-                                  "candidate, champion_after, round(candidate_value, 4) AS candidate_auc, "
-                                  "round(champion_value, 4) AS champion_auc, dagster_run_id FROM promotion_history "
-                                  "ORDER BY decided_at") if table_exists(con, "promotion_history") else None
-        weekly = read_frame(con, """
+                                  f"candidate, champion_after, round(candidate_value, 4) AS candidate_{metric}, "
+                                  f"round(champion_value, 4) AS champion_{metric}, dagster_run_id FROM "
+                                  "promotion_history ORDER BY decided_at") \
+            if table_exists(con, "promotion_history") else None
+        weekly = read_frame(con, f"""
             SELECT strftime(date_trunc('week', partition_date), '%Y-%m-%d') AS week_of,
-                   string_agg(DISTINCT model_version, ',') AS champion, round(avg(roc_auc), 3) AS live_roc_auc,
+                   string_agg(DISTINCT model_version, ',') AS champion, round(avg("{metric}"), 3) AS live_{metric},
                    round(sum(expected_cost), 0) AS expected_cost, sum(rows) AS labelled_rows
             FROM live_performance WHERE source = 'batch' AND role = 'champion' AND span = 'day'
             GROUP BY ALL ORDER BY 1""") if table_exists(con, "live_performance") else None

@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
-demo: $(STAMP) ## replay 78 days of 2013 through the sensors and automation on the embedded default (.mlsys/)
-	$(BIN)/mlsys demo
+demo: $(STAMP) ## replay both declared systems through the sensors and automation on the embedded default (.mlsys/)
+	$(BIN)/mlsys demo --system flights
+	$(BIN)/mlsys demo --system traffic
 
 test: $(STAMP) ## run the whole test suite, slow end-to-end tests included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

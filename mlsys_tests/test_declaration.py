@@ -131,7 +131,7 @@ def test_declared_systems_read_the_environment(clean_env: pytest.MonkeyPatch) ->
 
     monkeypatch = clean_env
     monkeypatch.setenv("MLSYS_FLIGHTS_WINDOW", "30")
-    assert [s.name for s in declared_systems()] == ["flights"]
+    assert [s.name for s in declared_systems()] == ["flights", "traffic"]
     assert system_named("flights").model.window == 30
     monkeypatch.setenv("MLSYS_FLIGHTS_WINDOW", "abc")
     with pytest.raises(DeclarationError, match="MLSYS_FLIGHTS_WINDOW"):

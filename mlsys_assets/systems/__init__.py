@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from mlsys_assets.declaration import System
 
 # "package.module:attribute" of each declaration the code location serves
-DECLARED: tuple[str, ...] = ("mlsys_assets.systems.flights.declaration:flights",)
+DECLARED: tuple[str, ...] = ("mlsys_assets.systems.flights.declaration:flights",
+                             "mlsys_assets.systems.traffic.declaration:traffic")
 
 
 SYSTEMS_ENV = "MLSYS_SYSTEMS"

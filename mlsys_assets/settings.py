@@ -77,7 +77,7 @@ SERVE_SETTINGS: tuple[tuple[str, str, str], ...] = (
                                       "baseline, and swaps in what changed."),
     ("MLSYS_SERVE_MAX_BODY_BYTES", "1048576", "Largest request body; a larger one is refused with HTTP 413."),
     ("MLSYS_SERVE_MAX_ROWS", "10000", "Most rows in one request; more are refused with HTTP 413."),
-    ("MLSYS_SERVE_MAX_INFLIGHT_BYTES", "16777216", "Request bodies being read or scored at once, in bytes; past it "
+    ("MLSYS_SERVE_MAX_INFLIGHT_BYTES", "4194304", "Request bodies being read or scored at once, in bytes; past it "
                                                    "a request gets HTTP 503 with Retry-After (bounds memory)."),
     ("MLSYS_SERVE_MAX_INFLIGHT_ROWS", "40000", "Request rows being scored at once; past it HTTP 503 with "
                                                "Retry-After."),

@@ -20,6 +20,8 @@ class QueueWorker(Generic[Item, Work]):
     `_put`. A failed unit is kept in `last_error` (for /health) and never ends the thread.
     """
 
+    idle_wait: float | None = None  # seconds the thread sleeps before looking at the queue unwoken (None: until woken)
+
     def __init__(self, name: str) -> None:
         self.last_error: str | None = None
         self._queue: deque[Item] = deque()
@@ -50,10 +52,13 @@ class QueueWorker(Generic[Item, Work]):
                 self._cond.wait(remaining)
         return True
 
-    def _put(self, item: Item) -> None:
-        """Queue one item; call with `self._cond` held (all waiters are woken: the thread and any `drain`)."""
+    def _put(self, item: Item, wake: bool = True) -> None:
+        """Queue one item; call with `self._cond` held. With `wake`, all waiters are woken (the thread and any
+        `drain`); without, a thread with an `idle_wait` finds it within that time (waking a thread costs the
+        producer a lock hand-over, which a busy server pays on every answer)."""
         self._queue.append(item)
-        self._cond.notify_all()
+        if wake:
+            self._cond.notify_all()
 
     def _setup_thread(self) -> None:
         """Runs first in the worker's own thread (per-thread settings such as OpenMP's limit)."""
@@ -69,7 +74,7 @@ class QueueWorker(Generic[Item, Work]):
         while True:
             with self._cond:
                 while not self._queue and not self._stopped:
-                    self._cond.wait()
+                    self._cond.wait(self.idle_wait)
                 work = self._take()
                 if work is None:
                     return

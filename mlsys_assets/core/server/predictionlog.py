@@ -93,6 +93,9 @@ class PredictionLog(QueueWorker[MakeRecords, list[MakeRecords]]):
     recheck_seconds = 2.0  # while the disk is too full, look again at most this often (one probe batch or status())
     sweep_seconds = 3600.0  # with retention, delete old files at start and then at most this often
 
+    idle_wait = 0.05  # the writer looks at the queue every 50 ms, or sooner when `wake_at` batches wait
+    wake_at = 64
+
     def __init__(self, directory: Path, in_range: Callable[[str], bool] = lambda key: True,
                  max_file_bytes: int = 64 << 20, max_pending: int = 10_000,
                  min_free_bytes: int = 256 << 20, retention_days: float | None = None,
@@ -134,7 +137,7 @@ class PredictionLog(QueueWorker[MakeRecords, list[MakeRecords]]):
             if refuse:
                 self.dropped += rows
                 return False
-            self._put(make_records)
+            self._put(make_records, wake=len(self._queue) >= self.wake_at)  # else the writer finds it within idle_wait
             return True
 
     def flush(self, timeout: float = 10.0) -> bool:

@@ -13,6 +13,7 @@ a twin. A pandera check this module cannot translate stops the server at start, 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -267,10 +268,10 @@ class RequestSchema:
             unchecked += [f"{source.name}.{name}" for name in skipped]
         return cls(system, fields, required, outcome, rules, carried, carried_rules, unchecked)
 
-    @property
-    def known(self) -> set[str]:
+    @functools.cached_property
+    def known(self) -> frozenset[str]:
         """Every field a request row may carry."""
-        return set(self.fields).union(*(set(rules) for rules in self.carried.values()))
+        return frozenset(self.fields).union(*(set(rules) for rules in self.carried.values()))
 
     def rows(self, records: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
              text: bool = False) -> Rows:
@@ -280,6 +281,7 @@ class RequestSchema:
             errors += [{"row": None, "field": c, "problem": "missing column"} for c in self.required
                        if c not in columns]
         typed, carried, sent = [], [], []
+        known = self.known
         for i, record in enumerate(records):
             row: dict[str, Any] = dict.fromkeys(self.outcome)
             for name, rule in self.fields.items():
@@ -305,7 +307,7 @@ class RequestSchema:
                 lookups = (lookups or {}) | {source: values}
             typed.append(row)
             carried.append(lookups)
-            sent.append({k: v for k, v in record.items() if k in self.known})
+            sent.append({k: v for k, v in record.items() if k in known})
             if len(errors) > 10 * MAX_LISTED_ERRORS:
                 break
         if not errors:

@@ -54,7 +54,7 @@ class ServeConfig:
     poll_seconds: float = 5.0
     max_body_bytes: int = 1 << 20
     max_rows: int = 10_000
-    max_inflight_bytes: int = 16 << 20  # bodies being read or scored at once; past it: 503 with Retry-After
+    max_inflight_bytes: int = 4 << 20  # bodies being read or scored at once; past it: 503 with Retry-After
     max_inflight_rows: int = 40_000
     header_timeout_seconds: float = 10.0
     shadow: bool = True

@@ -112,7 +112,10 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MLFLOW_BACKEND_STORE_URI"] = uri
-    command = [str(bin_dir / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(args.port)]
+    artifacts = str(Path(store.store_dir) / "artifacts")  # never ./mlruns or ./mlartifacts of the current directory
+    Path(artifacts).mkdir(parents=True, exist_ok=True)
+    command = [str(bin_dir / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(args.port),
+               "--default-artifact-root", artifacts, "--artifacts-destination", artifacts]
     shown = uri.split("://", 1)[0] + "://" + uri.rsplit("@", 1)[-1] if "@" in uri else uri
     print(f"MLflow UI on http://127.0.0.1:{args.port} ({shown})", flush=True)
     os.execv(command[0], command)

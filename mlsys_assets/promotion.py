@@ -120,8 +120,13 @@ def evaluation_assets(names: Names, load_training_set: Callable[[Warehouse], "pd
         policy = GatePolicy.of(system)
         decision = promotion_decision(measured["candidate"], measured.get("champion"), slices["candidate"],
                                       slices.get("champion"), policy)
-        version = registry.register(candidate, tags={"mlsys.decision": "approved" if decision.promote else "rejected",
-                                                     "dagster.run_id": context.run.run_id})
+        version = registry.register(
+            candidate, tags={"mlsys.decision": "approved" if decision.promote else "rejected",
+                             "dagster.run_id": context.run.run_id},
+            description=f"Candidate of the {system.name} system, judged by the promotion gate in Dagster run "
+                        f"{context.run.run_id}: {decision.summary}.",
+            model_description=f"{system.description} Registered by mlsys: every version is a candidate the "
+                              f"promotion gate judged ({system.gate.metric}); @champion answers.")
         evaluation = pd.concat([
             slices[role].assign(role=role, model_version=version if role == "candidate" else champion_version)
             for role in models] + [

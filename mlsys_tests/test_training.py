@@ -92,6 +92,11 @@ def test_train_register_promote_then_identical_retrain_is_rejected(defs, instanc
     last = history(two_days).iloc[-1]
     assert (last["action"], last["candidate"], last["after"]) == ("reject", "2", "1")
     assert "improvement +0.0000 < required 0.0020" in last["reason"]
+    # the MLflow UI shows why each version exists, and what the registered model is
+    assert "reject: roc_auc" in reg.client.get_model_version("flight_delay", "2").description
+    assert reg.client.get_model_version("flight_delay", "1").description.startswith(
+        "Candidate of the flights system, judged by the promotion gate in Dagster run ")
+    assert reg.client.get_registered_model("flight_delay").description.startswith("Departures from New York")
 
     metrics = [reg.client.get_run(r).data.metrics for r in
                (run_id, reg.client.get_model_version("flight_delay", "2").run_id)]

@@ -58,10 +58,24 @@ class Registry:
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         found = mlflow.get_experiment_by_name(self.experiment)
-        experiment_id = found.experiment_id if found else mlflow.create_experiment(
-            self.experiment, artifact_location=str(Path(self.artifact_root) / self.experiment))
+        if found is None:
+            experiment_id = mlflow.create_experiment(self.experiment,
+                                                     artifact_location=str(Path(self.artifact_root) / self.experiment))
+            self._retire_default_experiment()
+        else:
+            experiment_id = found.experiment_id
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
+
+    def _retire_default_experiment(self) -> None:
+        """MLflow creates a "Default" experiment in every new store, its artifacts in `./mlruns/0` of whatever
+        directory the process happened to start in; mlsys logs only to its systems' experiments, so an empty Default
+        is deleted (soft: MLflow keeps it, hidden) rather than left for someone to log into by mistake."""
+        client = self.client
+        default = client.get_experiment("0") if any(
+            e.experiment_id == "0" for e in client.search_experiments()) else None
+        if default is not None and not client.search_runs(["0"], max_results=1):
+            client.delete_experiment("0")
 
     @property
     def client(self) -> MlflowClient:
@@ -88,13 +102,20 @@ class Registry:
         return ModelRef(run_id=found.run_id, model_uri=f"models:/{self.model_name}/{version}",
                         experiment_id=run.info.experiment_id, version=str(version))
 
-    def register(self, ref: ModelRef, tags: dict[str, str]) -> str:
+    def register(self, ref: ModelRef, tags: dict[str, str], description: str = "",
+                 model_description: str = "") -> str:
+        """A new version of the registered model from a logged candidate; `description` is the version's (what the
+        MLflow UI shows on its page), `model_description` the registered model's, set when it has none yet."""
         found = self.client.search_logged_models(
             experiment_ids=[ref.experiment_id], filter_string=f"source_run_id = '{ref.run_id}'")
         source = f"models:/{found[0].model_id}" if found else ref.model_uri
         with contextlib.redirect_stderr(io.StringIO()) as said:  # MLflow prints its progress to stderr
             version = mlflow.register_model(source, self.model_name, tags=tags)
         logging.getLogger(__name__).info(said.getvalue().strip())
+        if description:
+            self.client.update_model_version(self.model_name, version.version, description=description)
+        if model_description and not self.client.get_registered_model(self.model_name).description:
+            self.client.update_registered_model(self.model_name, description=model_description)
         return str(version.version)
 
     def set_alias(self, alias: str, version: str) -> None:

@@ -217,6 +217,18 @@ def _severity(record: object) -> str:
     return evaluation.severity.value.lower() if evaluation is not None else "error"
 
 
+def _check_message(name: str, record: object) -> str:
+    """What failed, with the check's own numbers (its metadata's scalars: value, threshold...) and partition."""
+    evaluation = record.event.dagster_event.event_specific_data if record.event else None
+    shown = []
+    for label, value in (evaluation.metadata.items() if evaluation is not None else ()):
+        value = getattr(value, "value", value)
+        if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 80 and "\n" not in value):
+            shown.append(f"{label}={value:.4g}" if isinstance(value, float) else f"{label}={value}")
+    where = f" on {record.partition}" if record.partition else ""
+    return f"check {name} failed{where}" + (f": {', '.join(shown[:8])}" if shown else "")
+
+
 def _days_between(first: str, second: str) -> int:
     """Whole days from one partition key to another (hourly keys count their days too)."""
     from datetime import date
@@ -255,7 +267,7 @@ def check_failure_alert_sensor(context: SensorEvaluationContext) -> SensorResult
             newest = max(newest, record.id)
             severity = _severity(record)
             record_alert("check_failure", f"{key.asset_key.to_user_string()}:{key.name} {record.partition or ''}",
-                         f"check {key.name} failed", where_to_look=f"Dagster UI: /runs/{record.run_id}",
+                         _check_message(key.name, record), where_to_look=f"Dagster UI: /runs/{record.run_id}",
                          severity=severity, run_id=record.run_id)
             raised += 1
     if not raised:

@@ -41,6 +41,9 @@ GLOBAL_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("MLSYS_DEMO_END", "", "Last day `make demo` replays (empty: the last of the system's declared `demo`)."),
     ("MLSYS_UI_PORT", "3000", "Port of `make dev` (the Dagster UI, on 127.0.0.1)."),
     ("MLSYS_REPORTS_DIR", "$MLSYS_HOME/reports", "Where `monitoring_report` writes its HTML pages."),
+    ("MLSYS_ALERT_WEBHOOK_URL", "", "Where every alert is also POSTed (Slack-compatible JSON, at most once, retried on "
+                                    "refused connections and 5xx; empty: not delivered)."),
+    ("MLSYS_ALERT_WEBHOOK_TIMEOUT_SECONDS", "2", "How long one webhook delivery may take."),
     ("MLSYS_ALERTS_DIR", "$MLSYS_HOME/alerts", "JSON lines of every alert (failed runs, failed checks), read by "
                                                "the `alerts` asset."),
 )

@@ -87,6 +87,10 @@ ENGINE_COLUMNS: dict[str, str] = {
     "message": "What happened.",
     "where_to_look": "Where to look next (a Dagster UI page or a file).",
     "run_id": "The Dagster run concerned, if any.",
+    "alert_id": "The alert's id (sent as X-Mlsys-Alert-Id to the webhook, so a receiver can drop a repeat).",
+    "delivered": "Webhook delivery: 'yes', 'no: <why>', or 'off' when no MLSYS_ALERT_WEBHOOK_URL is set.",
+    "context_source": "Where each lookup row came from, as JSON: the request, the published store, or missing.",
+    "partition": "The partition key of the entity's time, as the server logged it.",
 }
 METRICS: dict[str, str] = {
     "roc_auc": "ROC AUC of the probabilities.",

@@ -33,6 +33,8 @@ from mlsys_assets.resources import MlflowStore, Warehouse
 if TYPE_CHECKING:  # no `from __future__ import annotations` here: Dagster rejects a `context` annotation string
     import pandas as pd
 
+    from mlsys_assets.declaration import System
+
 GATE_CHECK = "candidate_passes_promotion_gate"
 
 
@@ -127,6 +129,8 @@ def evaluation_assets(names: Names, load_training_set: Callable[[Warehouse], "pd
                         f"{context.run.run_id}: {decision.summary}.",
             model_description=f"{system.description} Registered by mlsys: every version is a candidate the "
                               f"promotion gate judged ({system.gate.metric}); @champion answers.")
+        _publish_card(system, registry, candidate, version, decision.summary, measured, slices["candidate"],
+                      context.run.run_id)
         evaluation = pd.concat([
             slices[role].assign(role=role, model_version=version if role == "candidate" else champion_version)
             for role in models] + [
@@ -285,3 +289,24 @@ def lifecycle_jobs(names: Names) -> list[JobDefinition]:
         review_op()
 
     return [rollback_champion, review_challenger]
+
+
+def _publish_card(system: "System", registry: object, candidate: object, version: str, summary: str,
+                  measured: dict, slices: "pd.DataFrame", dagster_run_id: str) -> None:
+    """The version's model card: its description in the registry, and `model_card.md` beside the candidate's run."""
+    from mlsys_assets.core.modelcard import model_card
+
+    run = registry.client.get_run(candidate.run_id)
+    params, tags = run.data.params, run.data.tags
+    training = {"partitions": tags.get("mlsys.partition_range", "?"),
+                "window, holdout (partitions)": f"{params.get('window_days', '?')}, {params.get('holdout_days', '?')}",
+                "training rows": f"{run.data.metrics.get('train_rows', float('nan')):.0f}",
+                "model factory": params.get("factory", "?"),
+                "parameters": ", ".join(f"{k}={v}" for k, v in sorted(params.items())
+                                        if k not in ("factory", "window_days", "holdout_days")),
+                **{f"dataset {i.dataset.name}": f"digest {i.dataset.digest}" for i in run.inputs.dataset_inputs}}
+    links = {"Dagster run (the gate)": dagster_run_id,
+             "MLflow run (the candidate)": registry.run_url(candidate.experiment_id, candidate.run_id)}
+    card = model_card(system, version, summary, measured, slices, training, links)
+    registry.client.update_model_version(registry.model_name, version, description=card)
+    registry.client.log_text(candidate.run_id, card, "model_card.md")

@@ -94,8 +94,15 @@ def test_train_register_promote_then_identical_retrain_is_rejected(defs, instanc
     assert "improvement +0.0000 < required 0.0020" in last["reason"]
     # the MLflow UI shows why each version exists, and what the registered model is
     assert "reject: roc_auc" in reg.client.get_model_version("flight_delay", "2").description
-    assert reg.client.get_model_version("flight_delay", "1").description.startswith(
-        "Candidate of the flights system, judged by the promotion gate in Dagster run ")
+    card = reg.client.get_model_version("flight_delay", "1").description
+    assert card.startswith("# flight_delay version 1\n\n**Decision:** promote: first model: roc_auc ")
+    for part in ("## Intended use", "Departures from New York", f"- partitions: {DAYS[0]}..{DAYS[1]}",
+                 "dataset training_set.train: digest ", "| roc_auc | ", "## Not judged",
+                 "Predicted positive at probability >= 0.35; a missed positive costs 50.0",
+                 "- Dagster run (the gate): "):
+        assert part in card, part
+    with open(reg.client.download_artifacts(run_id, "model_card.md")) as stored:
+        assert stored.read() == card  # the same card beside the candidate's run
     assert reg.client.get_registered_model("flight_delay").description.startswith("Departures from New York")
 
     metrics = [reg.client.get_run(r).data.metrics for r in

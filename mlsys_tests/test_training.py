@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey
 
+from mlsys_assets.core.alerts import read_alerts
 from mlsys_assets.core.evaluation import GatePolicy, promotion_decision
 from mlsys_tests.conftest import DAYS, FLIGHTS_SYSTEM, query, run_day
 
@@ -137,6 +138,12 @@ def test_a_better_candidate_is_promoted_and_rollback_restores_the_previous(defs,
     assert (last["action"], last["previous"], last["after"], last["reason"]) == ("rollback", "2", "1", "bad live AUC")
     champion = instance.get_latest_materialization_event(flights_key("champion_model")).asset_materialization
     assert champion.metadata["champion_version"].value == "1"
+
+    moves = read_alerts().query("kind in ('promote', 'rollback')")
+    assert list(zip(moves["kind"], moves["subject"], moves["severity"], strict=True)) == [
+        ("promote", "flight_delay@champion: none -> 1", "info"), ("promote", "flight_delay@champion: 1 -> 2", "info"),
+        ("rollback", "flight_delay@champion: 2 -> 1", "info")]
+    assert moves["message"].iloc[-1] == "bad live AUC"
 
     again = defs.resolve_job_def("flights_rollback_champion").execute_in_process(
         instance=instance, raise_on_error=False)

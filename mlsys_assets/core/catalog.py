@@ -82,7 +82,7 @@ ENGINE_COLUMNS: dict[str, str] = {
     "request": "The request row as received, as JSON.",
     "features_from": "Where the lookup values came from: the request itself or the published store.",
     "raised_at": "When the alert was raised (UTC).",
-    "severity": "'error' or 'warning'.",
+    "severity": "'error', 'warning', or 'info' (a promotion or a rollback).",
     "subject": "What the alert is about (a job and partition, a check, a file).",
     "message": "What happened.",
     "where_to_look": "Where to look next (a Dagster UI page or a file).",
@@ -115,7 +115,7 @@ TABLES: dict[str, str] = {
     "prediction_drift": "Each partition's scores against the champion's holdout scores.",
     "live_performance": "Each model's metrics and cost on a partition once its labels landed, and over a window.",
     "served_predictions": "Every answer of the online server, from its prediction log.",
-    "alerts": "Every alert raised: failed runs, failed checks, unreadable landing files.",
+    "alerts": "Every alert raised: failed runs, failed checks, unreadable landing files, promotions, rollbacks.",
 }
 
 

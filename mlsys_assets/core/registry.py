@@ -163,13 +163,19 @@ def record_history(con: duckdb.DuckDBPyConnection, *, model_name: str, action: s
                    dagster_run_id: str, primary_metric: str | None = None, candidate_value: float | None = None,
                    champion_value: float | None = None, mlflow_run_id: str | None = None,
                    details: dict | None = None) -> None:
-    """Append one alias move (or refusal to move) to `promotion_history`."""
+    """Append one alias move (or refusal to move) to `promotion_history`; a move of @champion (a promotion or a
+    rollback) is also an alert, so it reaches the webhook (a refusal already fails its run: a run_failure alert)."""
     con.execute(HISTORY_DDL)
     con.execute(
         "INSERT INTO promotion_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [datetime.now(UTC).replace(tzinfo=None), model_name, action, candidate_version, previous_champion,
          champion_after, primary_metric, candidate_value, champion_value, reason, dagster_run_id, mlflow_run_id,
          json.dumps(details or {}, default=str)])
+    if action in ("promote", "rollback") and champion_after != previous_champion:
+        from mlsys_assets.core.alerts import record_alert
+
+        record_alert(action, f"{model_name}@champion: {previous_champion or 'none'} -> {champion_after}", reason,
+                     where_to_look=f"Dagster UI: /runs/{dagster_run_id}", severity="info", run_id=dagster_run_id)
 
 
 def read_history(con: duckdb.DuckDBPyConnection, model_name: str) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from mlsys_assets.settings import home_path
+from mlsys_assets.settings import boolean, home_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -36,11 +36,7 @@ def _parse(raw: str, annotation: Any) -> Any:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return _parse(raw, args[0]) if raw else None
     if annotation is bool:
-        if raw.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if raw.lower() in {"0", "false", "no", "off"}:
-            return False
-        raise ValueError(f"expected a boolean, got {raw!r}")
+        return boolean(raw)
     if origin is list:
         (item,) = typing.get_args(annotation)
         return [_parse(part.strip(), item) for part in raw.split(",") if part.strip()]

@@ -101,6 +101,15 @@ SERVE_SETTINGS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def boolean(raw: str) -> bool:
+    """A boolean setting's value: 1/true/yes/on or 0/false/no/off (any case)."""
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
 def setting(name: str) -> str:
     """The value of a global, deployment or serving setting: its environment variable, else its default here (the
     one place each default is written)."""

@@ -37,14 +37,6 @@ def _setting(name: str, cast: Callable[[str], Any]) -> Any:
         raise ValueError(f"{name}={raw!r}: {exc}") from exc
 
 
-def boolean(raw: str) -> bool:
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected a boolean (true/false)")
-
-
 @dataclass(frozen=True)
 class ServeConfig:
     """Everything a server needs, as plain values; `from_env` reads them as the rest of mlsys does."""
@@ -72,6 +64,7 @@ class ServeConfig:
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeConfig:
         from mlsys_assets.core.online import online_dir, prediction_log_dir
+        from mlsys_assets.settings import boolean
 
         retention = _setting("MLSYS_SERVE_LOG_RETENTION_DAYS", float)
         values = {

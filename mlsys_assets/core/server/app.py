@@ -17,10 +17,10 @@ import json
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlsys_assets.core.server.predictionlog import jsonable
-from mlsys_assets.core.server.protocol import RequestError, parse_request
+from mlsys_assets.core.server.protocol import RequestError, media_type, parse_request
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from mlsys_assets.core.server.service import ServeConfig, SystemService
 
 log = logging.getLogger("mlsys.serve")
-MEDIA_TYPES = ("application/json", "text/csv")
 INLINE_BYTES = 64 << 10  # bodies up to this are parsed and checked on the event loop; larger ones in a thread
 DRAIN_BYTES = 16 << 20  # a refused body up to this is read (and dropped) before the 413; a larger one is not
 
@@ -92,7 +91,6 @@ def _request_id(request: Request) -> str:
 
 async def invoke(service: SystemService, request: Request, limits: Limits) -> Response:
     """POST /invocations for one system."""
-    from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
     received = time.perf_counter()
@@ -103,10 +101,8 @@ async def invoke(service: SystemService, request: Request, limits: Limits) -> Re
         problem = _framing_problem(request)
         if problem:
             raise problem
-        media = request.headers.get("content-type", "")
-        if media.split(";", 1)[0].strip().lower() not in MEDIA_TYPES:
-            raise RequestError(415, "BAD_REQUEST", f"Content-Type must be one of {', '.join(MEDIA_TYPES)}, got "
-                                                   f"{media or 'none'!r}")
+        media = request.headers.get("content-type")
+        media_type(media)  # a 415 before the body is read
         length = int(request.headers.get("content-length") or 0)
         if length > config.max_body_bytes:
             if length <= DRAIN_BYTES and "expect" not in request.headers:
@@ -120,7 +116,7 @@ async def invoke(service: SystemService, request: Request, limits: Limits) -> Re
             raise limits.busy(f"{limits.bytes} bytes of requests being answered")
         limits.bytes += reserved
         try:
-            return await _answer(service, request, limits, media, request_id, received, headers, run_in_threadpool)
+            return await _answer(service, request, limits, media, request_id, received, headers)
         finally:
             limits.bytes -= reserved
     except RequestError as exc:
@@ -132,7 +128,8 @@ async def invoke(service: SystemService, request: Request, limits: Limits) -> Re
 
 
 async def _answer(service: SystemService, request: Request, limits: Limits, media: str, request_id: str,
-                  received: float, headers: dict[str, str], run_in_threadpool: Any) -> Response:
+                  received: float, headers: dict[str, str]) -> Response:
+    from starlette.concurrency import run_in_threadpool
     from starlette.responses import Response
 
     config = limits.config

@@ -58,13 +58,19 @@ def parse_request(body: bytes, content_type: str | None, max_rows: int, position
     `positional` is the column order for rows sent as lists of values (`inputs`/`instances`); without it such
     rows are refused, since this server needs to know which value is which column.
     """
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media == "text/csv":
+    if media_type(content_type) == "text/csv":
         return _parse_csv(body, max_rows)
-    if media != "application/json":
+    return _rows_of(_parse_json(body), max_rows, tuple(positional))
+
+
+def media_type(content_type: str | None) -> str:
+    """The request's media type if the server takes it (parameters such as `; charset=utf-8` aside), else a 415:
+    the server calls this before reading a body it would refuse."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in _ACCEPTED:
         got = show(content_type) if content_type else "none"
         raise RequestError(415, "BAD_REQUEST", f"Content-Type must be {' or '.join(_ACCEPTED)}, got {got}")
-    return _rows_of(_parse_json(body), max_rows, tuple(positional))
+    return media
 
 
 def show(value: object) -> str:

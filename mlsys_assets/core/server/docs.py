@@ -131,19 +131,20 @@ def docs_page(services: dict[str, SystemService], default: str) -> str:
 
 
 def metrics_text(services: dict[str, SystemService], limits: Limits) -> str:
+    logs = {name: s.log.status() for name, s in services.items()}  # once each: a status may look at the disk
     lines = ["# TYPE mlsys_answered_rows_total counter"]
     for name, s in services.items():
         lines += [f'mlsys_answered_rows_total{{system="{name}",path="row"}} {s.rows.answered_rows}',
                   f'mlsys_answered_rows_total{{system="{name}",path="table"}} {s.table.answered_rows}']
-    for metric, value in (("mlsys_row_path_enabled", lambda s: int(s.rows.available and
-                                                                    s.models.serving().compiled is not None)),
-                          ("mlsys_fallback", lambda s: int(s.models.serving().is_fallback)),
-                          ("mlsys_logging", lambda s: int(s.log.status()["logging"])),
-                          ("mlsys_logged_rows_total", lambda s: s.log.status()["written"]),
-                          ("mlsys_log_dropped_total", lambda s: s.log.status()["dropped"]),
-                          ("mlsys_shadow_rows_total", lambda s: s.shadow.scored_rows)):
+    for metric, value in (("mlsys_row_path_enabled", lambda n, s: int(s.rows.available and
+                                                                       s.models.serving().compiled is not None)),
+                          ("mlsys_fallback", lambda n, s: int(s.models.serving().is_fallback)),
+                          ("mlsys_logging", lambda n, s: int(logs[n]["logging"])),
+                          ("mlsys_logged_rows_total", lambda n, s: logs[n]["written"]),
+                          ("mlsys_log_dropped_total", lambda n, s: logs[n]["dropped"]),
+                          ("mlsys_shadow_rows_total", lambda n, s: s.shadow.scored_rows)):
         lines.append(f"# TYPE {metric} {'counter' if metric.endswith('total') else 'gauge'}")
-        lines += [f'{metric}{{system="{name}"}} {value(s)}' for name, s in services.items()]
+        lines += [f'{metric}{{system="{name}"}} {value(name, s)}' for name, s in services.items()]
     lines += ["# TYPE mlsys_refused_busy_total counter", f"mlsys_refused_busy_total {limits.refused}",
               "# TYPE mlsys_inflight_bytes gauge", f"mlsys_inflight_bytes {limits.bytes}",
               "# TYPE mlsys_inflight_rows gauge", f"mlsys_inflight_rows {limits.rows}"]

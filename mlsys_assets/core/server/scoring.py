@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mlsys_assets.core.partitioning import key_in_range, key_of
+from mlsys_assets.core.partitioning import key_of
 from mlsys_assets.core.server.lookups import Carried, LookupStore, Recorder
 from mlsys_assets.core.server.models import BASELINE, CHAMPION, LoadedModel, ModelWatcher
 from mlsys_assets.core.server.predictionlog import PredictionLog, jsonable
@@ -87,8 +87,7 @@ class Paths:
         self.threshold = system.prediction.threshold
         self.model_name = system.model_name
         self.columns = [spec.id_column, spec.time_column, *spec.columns]
-        partitions = system.partitions
-        self.in_range = lambda key: key_in_range(partitions.grain, key, partitions.start, partitions.end)
+        self.kinds = {name: rule.kind for name, rule in schema.fields.items()}
 
     def featurize_rows(self, rows: Rows) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         """Row-wise features of every row, and where each lookup row came from (request, published, missing)."""
@@ -112,8 +111,7 @@ class Paths:
         from mlsys_assets.core.partitioning import keys_of
         from mlsys_assets.core.sources import partition_times
 
-        kinds = {n: r.kind for n, r in self.schema.fields.items()}
-        frame = frame_of(rows.records, kinds, [*self.schema.fields, *self.schema.outcome])
+        frame = frame_of(rows.records, self.kinds, [*self.schema.fields, *self.schema.outcome])
         keys = [k for k in keys_of(self.system.partitions.grain, partition_times(self.system.entity, frame))
                 if k is not None]
         context = {s.name: self.lookups.frames(s.name, keys) for s in self.system.lookups}

@@ -11,9 +11,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlsys_assets.core.partitioning import key_in_range
 from mlsys_assets.core.server.lookups import LookupStore
 from mlsys_assets.core.server.models import CHALLENGER, ModelSource, ModelWatcher, RegistryModels
 from mlsys_assets.core.server.predictionlog import PredictionLog
@@ -98,11 +100,7 @@ class SystemService:
         self.schema = RequestSchema.of(system)
         self.models = ModelWatcher(system, source or registry_models(system), config.online_dir, config.shadow)
         self.lookups = LookupStore(system, config.online_dir)
-        partitions = system.partitions
-        from mlsys_assets.core.partitioning import key_in_range
-
-        self.log = PredictionLog(config.log_dir / system.name,
-                                 in_range=lambda key: _in_range(partitions.grain, key, partitions, key_in_range),
+        self.log = PredictionLog(config.log_dir / system.name, in_range=partial(in_partitions, system.partitions),
                                  min_free_bytes=config.log_min_free_bytes, retention_days=config.log_retention_days)
         self.paths = Paths(system, self.schema, self.models, self.lookups, self.log)
         self.shadow = Shadow(self.paths, config.shadow)
@@ -201,8 +199,9 @@ class SystemService:
                 "fallback": serving.is_fallback}
 
 
-def _in_range(grain: str, key: str, partitions: Any, key_in_range: Callable[..., bool]) -> bool:
+def in_partitions(partitions: Any, key: str) -> bool:
+    """Whether a partition key is one of the declared partitions (a string of another shape is not)."""
     try:
-        return key_in_range(grain, key, partitions.start, partitions.end)
+        return key_in_range(partitions.grain, key, partitions.start, partitions.end)
     except ValueError:  # not a key of this grain
         return False

@@ -7,8 +7,8 @@ serving cannot drift. scikit-learn is imported here, and this module only where 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -131,6 +131,10 @@ class RateBaseline(ClassifierMixin, BaseEstimator):
         self.rates_ = {str(k): float(r) for k, r in rates.items()}
         self.classes_ = np.array([0, 1])
         return self
+
+    def value_of(self, row: Mapping[str, Any]) -> float:
+        """`values` for one feature row (a mapping), in plain Python: the server's row path."""
+        return self.rates_.get("|".join(str(row[c]) for c in self.by), self.global_rate_)
 
     def values(self, X: pd.DataFrame) -> np.ndarray:
         return self._keys(X).map(self.rates_).fillna(self.global_rate_).to_numpy(dtype=float)

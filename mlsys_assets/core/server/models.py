@@ -55,13 +55,10 @@ class RegistryModels:
 
 
 class RowBaseline:
-    """The baseline's answer for one feature row in plain Python: its group's rate (or mean), else the global one."""
+    """The baseline as the row path calls a compiled model (`RateBaseline.value_of` for each row)."""
 
     def __init__(self, baseline: Any) -> None:
-        self.by, self.rates, self.default = tuple(baseline.by), baseline.rates_, baseline.global_rate_
-
-    def probability(self, row: dict[str, Any]) -> float:
-        return self.rates.get("|".join(str(row[c]) for c in self.by), self.default)
+        self.probability = baseline.value_of
 
     def probabilities(self, rows: list[dict[str, Any]]) -> list[float]:
         return [self.probability(row) for row in rows]

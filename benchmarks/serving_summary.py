@@ -159,7 +159,7 @@ def _latency_why(a, b, clients: int, costs: dict[str, float] | None) -> str:
         f"of our p50 {a.p50_ms:.2f} ms, the row path's own Python is {sum(costs[k] for k in ROW_PATH):.2f} ms "
         f"in-process (" + ", ".join(f"{k} {costs[k]:.2f}" for k in ROW_PATH) + ") and the client's http.client "
         f"{1000 * a.client_cpu_s / max(a.requests, 1):.2f} ms of CPU a request; ")
-    return (f"{row_path}the rest is the server's HTTP stack (uvicorn's pure-Python h11 protocol, Starlette) and the "
+    return (f"{row_path}the rest is the server's HTTP stack (uvicorn's httptools protocol, Starlette) and the "
             f"prediction log's thread, woken by every answer, taking the interpreter lock in turn with the event "
             f"loop; MLflow's p50 is {b.p50_ms:.1f} ms (at {clients} client{'s' if clients > 1 else ''}: "
             f"{1000 / a.rows_per_s:.2f} ms of wall time per answered row against MLflow's "
@@ -187,7 +187,7 @@ def _crowd(m, costs: dict[str, float] | None) -> Result:
                f" other processes {others:.2f}; the rest of the server's wall time its threads waited for a CPU or "
                f"for the lock). Of the {per_row:.2f} ms, the row path's own Python is {python:.2f} ms in-process (" +
                (", ".join(f"{k} {costs[k]:.2f}" for k in ROW_PATH) if costs else "not measured") +
-               f"); the other {max(per_row - python, 0):.2f} ms is the HTTP stack (uvicorn's pure-Python h11 "
+               f"); the other {max(per_row - python, 0):.2f} ms is the HTTP stack (uvicorn's httptools "
                f"protocol with the header deadline, Starlette's routing and responses, the asyncio loop), the "
                f"request id and the prediction log's records, built and written by its thread. "
                f"{_n(CROWD_ROWS_TARGET)} rows/s needs at most {1000 / CROWD_ROWS_TARGET:.2f} ms a row")

@@ -72,9 +72,8 @@ class Registry:
         directory the process happened to start in; mlsys logs only to its systems' experiments, so an empty Default
         is deleted (soft: MLflow keeps it, hidden) rather than left for someone to log into by mistake."""
         client = self.client
-        default = client.get_experiment("0") if any(
-            e.experiment_id == "0" for e in client.search_experiments()) else None
-        if default is not None and not client.search_runs(["0"], max_results=1):
+        active = {e.experiment_id for e in client.search_experiments()}
+        if "0" in active and not client.search_runs(["0"], max_results=1):
             client.delete_experiment("0")
 
     @property
